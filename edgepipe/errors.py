@@ -1,0 +1,98 @@
+"""The host's error hierarchy: the device-side errors plus those only the host can raise.
+
+The CLI maps each class to its `exit_code` (see README, "Exit codes"). Codes 1-24 are shared with
+the device-side runner (`edgepipe.runtime.errors`); 30 and up are host stages.
+"""
+
+from .runtime.errors import (
+    BackendError,
+    DatasetError,
+    EdgepipeError,
+    InferenceError,
+    InputNotFoundError,
+    InvalidDeviceError,
+    ModelFormatError,
+    NoEdgeTpuError,
+    OutputWriteError,
+    RuntimeNotFoundError,
+)
+
+__all__ = [
+    "BackendError",
+    "CompileError",
+    "CompileRejected",
+    "CompilerNotFound",
+    "ConversionError",
+    "DatasetError",
+    "DeployError",
+    "EdgepipeError",
+    "InferenceError",
+    "InputNotFoundError",
+    "InvalidDeviceError",
+    "ModelFormatError",
+    "NoEdgeTpuError",
+    "OutputWriteError",
+    "RuntimeNotFoundError",
+    "TensorFlowMissingError",
+    "UnquantizableOpsError",
+    "EdgeTpuIncompatibleError",
+]
+
+
+class TensorFlowMissingError(EdgepipeError):
+    """Conversion needs TensorFlow, which is an optional extra on the host."""
+
+    exit_code = 30
+
+
+class ConversionError(EdgepipeError):
+    """The TensorFlow converter failed or crashed."""
+
+    exit_code = 31
+
+
+class UnquantizableOpsError(EdgepipeError):
+    """The converted model still holds float (or other non-int8) ops; nothing was written."""
+
+    exit_code = 32
+
+    def __init__(self, message: str, offenders: list, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.offenders = offenders
+
+
+class EdgeTpuIncompatibleError(EdgepipeError):
+    """The model is int8, but the pre-flight predicts ops that would fall back to the CPU."""
+
+    exit_code = 33
+
+
+class CompilerNotFound(EdgepipeError):
+    """edgetpu_compiler is not installed (it exists only for x86-64 Debian-family Linux)."""
+
+    exit_code = 40
+
+
+class CompileError(EdgepipeError):
+    """edgetpu_compiler failed; `kind` says how, `compiler_output` holds its own words."""
+
+    exit_code = 41
+    report = None  # the CompileReport, when the compiler ran (edgepipe.compile sets it)
+
+    def __init__(self, message: str, kind: str = "unknown", compiler_output: str = "", hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+        self.compiler_output = compiler_output
+
+
+class CompileRejected(EdgepipeError):
+    """The compiler succeeded, but the result fails edgepipe's gate (ops left on the CPU)."""
+
+    exit_code = 42
+    report = None  # the CompileReport; the compiled files stay in its out_dir for diagnosis
+
+
+class DeployError(EdgepipeError):
+    """A model or bundle could not be put on, or run on, the target."""
+
+    exit_code = 50

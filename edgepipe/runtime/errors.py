@@ -1,0 +1,81 @@
+"""The error hierarchy shared by the host CLI and the device-side runner.
+
+Every error carries an exit code so that a CLI (the host's `edgepipe` or the board's
+`python -m edgepipe.runtime`) can map it without a lookup table of its own. Codes are part of the
+public contract (README, "Exit codes"): never renumber one.
+
+This module lives in the device-side package because the runner raises these on a board that has
+only numpy and a TFLite runtime; `edgepipe.errors` re-exports them and adds the host-only ones.
+"""
+
+
+class EdgepipeError(Exception):
+    """Base class: a failure edgepipe understands and can explain in one line."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    def one_line(self) -> str:
+        text = str(self)
+        if self.hint:
+            text = "%s. %s" % (text.rstrip("."), self.hint)
+        return " ".join(text.split())
+
+
+class InputNotFoundError(EdgepipeError):
+    """A file or directory the user named does not exist or cannot be read."""
+
+    exit_code = 3
+
+
+class ModelFormatError(EdgepipeError):
+    """A model file is not what it claims to be (truncated, corrupt, not a TFLite flatbuffer)."""
+
+    exit_code = 4
+
+
+class OutputWriteError(EdgepipeError):
+    """The result could not be written (unwritable directory, disk full)."""
+
+    exit_code = 5
+
+
+class DatasetError(EdgepipeError):
+    """A dataset is missing, empty, corrupt, or does not fit the model."""
+
+    exit_code = 6
+
+
+class RuntimeNotFoundError(EdgepipeError):
+    """No TFLite runtime (ai_edge_litert, tflite_runtime or tensorflow.lite) can be imported."""
+
+    exit_code = 20
+
+
+class NoEdgeTpuError(EdgepipeError):
+    """The Edge TPU backend was required but no usable runtime or device exists."""
+
+    exit_code = 21
+
+
+class BackendError(EdgepipeError):
+    """A model cannot run on the chosen backend (e.g. a compiled model on the CPU)."""
+
+    exit_code = 22
+
+
+class InferenceError(EdgepipeError):
+    """The interpreter failed to allocate or invoke (e.g. runtime too old for the model)."""
+
+    exit_code = 23
+
+
+class InvalidDeviceError(EdgepipeError):
+    """An Edge TPU device string is not one of `usb`, `usb:N`, `pci`, `pci:N`, `:N`."""
+
+    exit_code = 24

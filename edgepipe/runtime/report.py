@@ -1,0 +1,75 @@
+"""Report plumbing shared by every stage: dataclass → JSON, and atomic file writes.
+
+Results are JSON first. A report is written to a temporary file in the target directory and then
+renamed, so a reader (or a crashed run) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any
+
+from .errors import OutputWriteError
+
+RESULT_SCHEMA_VERSION = 1
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn dataclasses, paths, numpy scalars and arrays into plain JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = [f.name for f in dataclasses.fields(value) if not f.name.startswith("_")]
+        return {name: to_jsonable(getattr(value, name)) for name in fields}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy here
+        return value.tolist()
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value), indent=2, sort_keys=False)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and a rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputWriteError(
+            "cannot write %s: %s" % (path, exc.strerror or exc), hint="Choose a writable output location"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; a model or report should get the usual umask-derived mode.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputWriteError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: str, value: Any) -> None:
+    write_bytes_atomic(path, (dumps(value) + "\n").encode("utf-8"))

@@ -1,0 +1,200 @@
+"""What every suite does with a model variant: load it on a backend, measure accuracy, measure latency.
+
+Suites compose the stages (convert, compile, runner); they do no transport and no printing beyond
+progress on stderr. A suite's report is JSON first: `{"suite": ..., "results": [VariantResult, ...]}`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from ..errors import CompileError, CompileRejected, CompilerNotFound, EdgepipeError
+from ..runtime.backend import open_session
+from ..runtime.report import RESULT_SCHEMA_VERSION
+from ..runtime.runner import benchmark, environment, evaluate
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class VariantResult:
+    """One model variant measured on one backend: the row of a suite's table."""
+
+    variant: str  # "float", "edgetpu-int8", "edgetpu-compiled", "mlperf-int8", ...
+    model: str
+    size_bytes: int
+    requested_backend: str
+    backend: str  # where it really ran: "cpu" or "edgetpu"
+    top1: Optional[float]  # None: not measured (e.g. random weights), see notes
+    top5: Optional[float]
+    n: int  # images evaluated
+    latency_ms: Optional[Dict[str, Any]]  # invoke-only: first, min, mean, std, p50, p90, p99, max
+    end_to_end_ms: Optional[Dict[str, Any]]
+    run_model: Optional[str] = None  # the file loaded (a compiled model's CPU twin when it fell back)
+    fallback_reason: Optional[str] = None
+    batch_note: Optional[str] = None
+    per_class: Optional[List[Dict[str, Any]]] = None
+    confusion_matrix: Optional[List[List[int]]] = None
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class SuiteReport:
+    suite: str
+    schema_version: int
+    created: str
+    out_dir: str
+    results: List[VariantResult]
+    data: Dict[str, Any]
+    steps: Dict[str, Any]  # what each stage reported (training, conversions, compile)
+    comparisons: Dict[str, Any]
+    environment: Dict[str, Any]
+    duration_s: float
+    warnings: List[str] = field(default_factory=list)
+    report_path: Optional[str] = None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def measure_variant(
+    variant: str,
+    model_path: Path,
+    *,
+    backend: str,
+    device: Optional[str],
+    images: Optional[np.ndarray],
+    labels: Optional[np.ndarray],
+    preset: Optional[str],
+    runs: int,
+    warmup: int,
+    class_names: Optional[List[str]] = None,
+    dataset: Optional[Dict[str, Any]] = None,
+    label_offset: int = 0,
+    progress: Optional[Progress] = None,
+    keep_confusion: bool = False,
+) -> VariantResult:
+    """Evaluate (when images are given) and benchmark one model on the requested backend."""
+    session = open_session(str(model_path), backend=backend, device=device)
+    result = VariantResult(
+        variant=variant,
+        model=str(model_path),
+        size_bytes=os.path.getsize(model_path),
+        requested_backend=backend,
+        backend=session.backend,
+        top1=None,
+        top5=None,
+        n=0,
+        latency_ms=None,
+        end_to_end_ms=None,
+        run_model=session.run_model_path,
+        fallback_reason=session.fallback_reason,
+        notes=list(session.notes),
+    )
+    if images is not None and labels is not None:
+        ev = evaluate(
+            session,
+            images,
+            labels,
+            preset=preset,
+            label_offset=label_offset,
+            class_names=class_names,
+            dataset=dataset,
+            progress=progress,
+        )
+        result.top1, result.top5, result.n = ev.top1, ev.top5, ev.n
+        result.batch_note = ev.batch_note
+        result.per_class = ev.per_class
+        if keep_confusion:
+            result.confusion_matrix = ev.confusion_matrix
+    pixels = images[0] if images is not None and len(images) else None
+    bench = benchmark(session, runs=runs, warmup=warmup, preset=preset, pixels=pixels)
+    result.latency_ms = _stats(bench.latency_ms)
+    result.end_to_end_ms = _stats(bench.end_to_end_ms)
+    return result
+
+
+def _stats(stats: Any) -> Dict[str, Any]:
+    from ..runtime.report import to_jsonable
+
+    return to_jsonable(stats)
+
+
+def compile_if_possible(model: Path, out_dir: Path, compiler: Optional[str]) -> Dict[str, Any]:
+    """Compile for the Edge TPU when a compiler exists; a missing compiler is a note, not a failure."""
+    from ..compile import compile_models
+    from ..runtime.report import to_jsonable
+
+    try:
+        report = compile_models([model], out_dir, compiler=compiler)
+    except CompilerNotFound as exc:
+        return {"status": "skipped", "reason": exc.one_line()}
+    except (CompileError, CompileRejected) as exc:
+        return {"status": "failed", "reason": exc.one_line(), "report": to_jsonable(getattr(exc, "report", None))}
+    compiled = [m.output for m in report.models if m.output]
+    return {"status": "compiled", "model": compiled[0] if compiled else None, "report": to_jsonable(report)}
+
+
+@contextmanager
+def suite_progress(quiet: bool) -> Iterator[Any]:
+    """A rich progress display on stderr (or a silent stand-in), with one task per step."""
+    if quiet:
+        yield _SilentProgress()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as progress:
+        yield progress
+
+
+class _SilentProgress:
+    def add_task(self, description: str, total: Optional[float] = None, **_: Any) -> int:
+        return 0
+
+    def update(self, task: int, **_: Any) -> None:
+        pass
+
+
+def step_callback(progress: Any, description: str) -> Progress:
+    task = progress.add_task(description, total=None)
+
+    def report(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return report
+
+
+def environment_without_session() -> Dict[str, Any]:
+    try:
+        return environment(None)
+    except EdgepipeError:
+        return {}
+
+
+__all__ = [
+    "RESULT_SCHEMA_VERSION",
+    "SuiteReport",
+    "VariantResult",
+    "compile_if_possible",
+    "environment_without_session",
+    "measure_variant",
+    "now",
+    "step_callback",
+    "suite_progress",
+]

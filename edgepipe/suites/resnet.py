@@ -1,0 +1,292 @@
+"""The ResNet suite: two residual networks, float vs int8 vs (on a device) Edge TPU.
+
+- `resnet8`: the MLPerf Tiny reference ResNet-8 (third-party, published numbers) on the CIFAR-10 JPEG
+  test set. Offline-verifiable: the float model scores 75.48 % top-1 there (the dataset's MANIFEST),
+  and MLPerf's own int8 conversion is measured beside ours when it lies next to the .h5.
+- `resnet50`: keras.applications ResNet-50 at 224x224 with Keras' own "caffe" preprocessing, on an
+  ImageNet-style folder. Weights: `imagenet` (Keras downloads them once, so online or pre-cached), a
+  local weights file, or `random`, which is labelled latency-only: its accuracy would mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..convert import convert_model
+from ..data import find_data_dir, load_dataset
+from ..errors import DatasetError, InputNotFoundError, ModelFormatError, OutputWriteError
+from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
+from .common import (
+    SuiteReport,
+    VariantResult,
+    compile_if_possible,
+    environment_without_session,
+    measure_variant,
+    now,
+    step_callback,
+    suite_progress,
+)
+
+MODELS = ("resnet8", "resnet50")
+RESNET8_FILE = Path("mlperf-tiny-resnet8") / "pretrainedResnet.h5"
+RESNET8_MLPERF_INT8 = "pretrainedResnet_quant.tflite"
+RESNET50_SIZE = 224
+
+
+def find_resnet8(explicit: Optional[Path], data_dir: Optional[Path]) -> Optional[Path]:
+    """The ResNet-8 .h5: `--resnet8`, else $EDGEPIPE_MODELS/…, else <data dir>/../models/…."""
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise InputNotFoundError(
+                "ResNet-8 model not found: %s" % explicit, hint="Give the MLPerf Tiny pretrainedResnet.h5"
+            )
+        return Path(explicit)
+    roots = []
+    if os.environ.get("EDGEPIPE_MODELS"):
+        roots.append(Path(os.environ["EDGEPIPE_MODELS"]))
+    located = find_data_dir(data_dir)
+    if located is not None:
+        roots.append(located.parent / "models")
+    for root in roots:
+        if (root / RESNET8_FILE).is_file():
+            return root / RESNET8_FILE
+    return None
+
+
+def _build_resnet50(weights: str, path: Path) -> Dict[str, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if weights not in ("imagenet", "random") and not Path(weights).is_file():
+        raise InputNotFoundError(
+            "ResNet-50 weights file not found: %s" % weights, hint="Use imagenet, random or a file"
+        )
+    try:
+        model = keras.applications.ResNet50(
+            weights=None if weights == "random" else weights, input_shape=(RESNET50_SIZE, RESNET50_SIZE, 3)
+        )
+    except Exception as exc:  # download refused, wrong file: Keras raises many kinds
+        raise ModelFormatError(
+            "cannot build ResNet-50 with weights %r: %s" % (weights, " ".join(str(exc).split())[:200]),
+            hint="Offline, pass --weights FILE (resnet50_weights_tf_dim_ordering_tf_kernels.h5) or --weights random",
+        ) from None
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    model.save(str(tmp))
+    tmp.replace(path)
+    return {"model": str(path), "weights": weights, "parameters": int(model.count_params())}
+
+
+def _convert_pair(
+    source: Path,
+    out_dir: Path,
+    stem: str,
+    calib: str,
+    calib_samples: int,
+    preprocess: str,
+    seed: int,
+    data_dir: Optional[Path],
+) -> Dict[str, Any]:
+    reports = {}
+    for target, suffix in (("float", "float"), ("edgetpu", "edgetpu_int8")):
+        report = convert_model(
+            source,
+            out_dir / ("%s_%s.tflite" % (stem, suffix)),
+            target=target,
+            calib=calib if target == "edgetpu" else None,
+            calib_samples=calib_samples,
+            seed=seed,
+            preprocess=preprocess,
+            data_dir=data_dir,
+            quiet=True,
+        )
+        reports[target] = to_jsonable(report)
+    return reports
+
+
+def run_resnet_suite(
+    out_dir: Path,
+    *,
+    models: Optional[List[str]] = None,
+    data_dir: Optional[Path] = None,
+    resnet8: Optional[Path] = None,
+    weights: str = "imagenet",
+    images: Optional[Path] = None,
+    backend: str = "auto",
+    device: Optional[str] = None,
+    runs: int = 50,
+    warmup: int = 5,
+    limit: Optional[int] = None,
+    calib_samples: int = 200,
+    seed: int = 0,
+    compiler: Optional[str] = None,
+    quiet: bool = False,
+) -> SuiteReport:
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    models = list(models or MODELS)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise DatasetError("unknown model %r" % unknown[0], hint="Use %s" % " or ".join(MODELS))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError("cannot create %s: %s" % (out_dir, exc.strerror or exc)) from None
+    results: List[VariantResult] = []
+    steps: Dict[str, Any] = {}
+    data: Dict[str, Any] = {}
+    warnings: List[str] = []
+    comparisons: Dict[str, Any] = {}
+
+    with suite_progress(quiet) as progress:
+        if "resnet8" in models:
+            source = find_resnet8(resnet8, data_dir)
+            if source is None:
+                warnings.append(
+                    "resnet8 skipped: pretrainedResnet.h5 not found (give --resnet8 PATH or set EDGEPIPE_MODELS)"
+                )
+            else:
+                task = progress.add_task("ResNet-8: converting float and edgetpu-int8", total=None)
+                conv = _convert_pair(source, out_dir, "resnet8", "cifar10", calib_samples, "raw", seed, data_dir)
+                progress.update(task, total=1, completed=1)
+                test = load_dataset("cifar10", split="test", data_dir=data_dir, limit=None)
+                if limit is not None:
+                    from ..data import select_samples
+
+                    test = select_samples(test, limit, seed)  # cifar10 is stored class by class
+                data["resnet8"] = {"dataset": "cifar10", "source": test.source, "count": len(test)}
+                compiled = compile_if_possible(Path(conv["edgetpu"]["out"]), out_dir, compiler)
+                steps["resnet8"] = {"source": str(source), "convert": conv, "compile": compiled}
+                variants = [("resnet8-float", Path(conv["float"]["out"]), "cpu", "raw")]
+                variants.append(("resnet8-edgetpu-int8", Path(conv["edgetpu"]["out"]), "cpu", "raw"))
+                mlperf = source.parent / RESNET8_MLPERF_INT8
+                if mlperf.is_file():
+                    variants.append(("resnet8-mlperf-int8 (reference)", mlperf, "cpu", "raw"))
+                if compiled.get("model"):
+                    variants.append(("resnet8-edgetpu-compiled", Path(compiled["model"]), backend, "raw"))
+                else:
+                    warnings.append("resnet8: no compiled variant: %s" % compiled["reason"])
+                for variant, path, variant_backend, preset in variants:
+                    results.append(
+                        measure_variant(
+                            variant,
+                            path,
+                            backend=variant_backend,
+                            device=device if variant_backend != "cpu" else None,
+                            images=test.images,
+                            labels=test.labels,
+                            preset=preset,
+                            runs=runs,
+                            warmup=warmup,
+                            class_names=list(test.class_names),
+                            dataset=data["resnet8"],
+                            progress=step_callback(progress, "evaluating %s" % variant),
+                        )
+                    )
+                by = {r.variant: r for r in results}
+                comparisons["resnet8_int8_minus_float_top1_pp"] = round(
+                    (by["resnet8-edgetpu-int8"].top1 - by["resnet8-float"].top1) * 100, 3
+                )
+
+        if "resnet50" in models:
+            results += _resnet50(
+                out_dir, weights, images, data_dir, backend, device, runs, warmup, limit, calib_samples, seed,
+                compiler, progress, steps, data, warnings, comparisons,
+            )  # fmt: skip
+
+    report = SuiteReport(
+        suite="resnet",
+        schema_version=RESULT_SCHEMA_VERSION,
+        created=now(),
+        out_dir=str(out_dir),
+        results=results,
+        data=data,
+        steps=steps,
+        comparisons=comparisons,
+        environment=environment_without_session(),
+        duration_s=round(time.monotonic() - started, 1),
+        warnings=warnings,
+        report_path=str(out_dir / "results.json"),
+    )
+    write_json_atomic(report.report_path, report)
+    return report
+
+
+def _resnet50(
+    out_dir: Path,
+    weights: str,
+    images: Optional[Path],
+    data_dir: Optional[Path],
+    backend: str,
+    device: Optional[str],
+    runs: int,
+    warmup: int,
+    limit: Optional[int],
+    calib_samples: int,
+    seed: int,
+    compiler: Optional[str],
+    progress: Any,
+    steps: Dict[str, Any],
+    data: Dict[str, Any],
+    warnings: List[str],
+    comparisons: Dict[str, Any],
+) -> List[VariantResult]:
+    if images is None:
+        located = find_data_dir(data_dir)
+        if located is not None and (located / "imagenet-samples").is_dir():
+            images = located / "imagenet-samples"
+    if images is None:
+        raise InputNotFoundError(
+            "no ImageNet-style image folder for ResNet-50",
+            hint="Pass --images DIR (class sub-folders, or labels.csv), or put imagenet-samples/ in the data dir",
+        )
+    spec = "images:%s" % images
+    task = progress.add_task("ResNet-50: building (weights: %s)" % weights, total=None)
+    keras_path = out_dir / "resnet50.keras"
+    built = _build_resnet50(weights, keras_path)
+    progress.update(task, total=1, completed=1)
+    task = progress.add_task("ResNet-50: converting float and edgetpu-int8", total=None)
+    conv = _convert_pair(keras_path, out_dir, "resnet50", spec, calib_samples, "caffe", seed, data_dir)
+    progress.update(task, total=1, completed=1)
+    compiled = compile_if_possible(Path(conv["edgetpu"]["out"]), out_dir, compiler)
+    steps["resnet50"] = {"build": built, "convert": conv, "compile": compiled}
+    latency_only = weights == "random"
+    test = None
+    if not latency_only:
+        test = load_dataset(spec, data_dir=data_dir, image_size=(RESNET50_SIZE, RESNET50_SIZE), limit=limit)
+        data["resnet50"] = {"dataset": spec, "source": test.source, "count": len(test)}
+    else:
+        warnings.append("resnet50 uses random weights: latency only, no accuracy")
+    variants = [("resnet50-float", Path(conv["float"]["out"]), "cpu")]
+    variants.append(("resnet50-edgetpu-int8", Path(conv["edgetpu"]["out"]), "cpu"))
+    if compiled.get("model"):
+        variants.append(("resnet50-edgetpu-compiled", Path(compiled["model"]), backend))
+    else:
+        warnings.append("resnet50: no compiled variant: %s" % compiled["reason"])
+    rows = []
+    for variant, path, variant_backend in variants:
+        row = measure_variant(
+            variant,
+            path,
+            backend=variant_backend,
+            device=device if variant_backend != "cpu" else None,
+            images=None if test is None else test.images,
+            labels=None if test is None else test.labels,
+            preset="caffe",
+            runs=runs,
+            warmup=warmup,
+            class_names=None if test is None else list(test.class_names),
+            dataset=data.get("resnet50"),
+            progress=step_callback(progress, "evaluating %s" % variant),
+        )
+        if latency_only:
+            row.notes.append("random weights: latency only")
+        rows.append(row)
+    if not latency_only:
+        comparisons["resnet50_int8_minus_float_top1_pp"] = round((rows[1].top1 - rows[0].top1) * 100, 3)
+    return rows
+
+
+__all__ = ["MODELS", "find_resnet8", "run_resnet_suite"]
