@@ -296,8 +296,8 @@ def preflight_error(summary: Dict[str, Any], model_path: str) -> Optional[EdgeTp
         )
     )
     hint = (
-        "Replace that op with one the Edge TPU runs (edgepipe inspect on a --target int8 conversion lists every "
-        "op's verdict), or accept the CPU ops with --allow-cpu-ops %d" % summary["cpu_ops"]
+        "Replace that op with one the Edge TPU runs, or accept the CPU ops with --allow-cpu-ops %d "
+        "(then `edgepipe inspect OUT` shows every op's verdict)" % summary["cpu_ops"]
     )
     error = EdgeTpuIncompatibleError(message, hint=hint)
     error.preflight = summary  # type: ignore[attr-defined]  # for callers that want the whole prediction
@@ -550,12 +550,24 @@ def _signal_name(returncode: int) -> str:
 
 
 def _keep_log(log_path: Optional[Path], model: Path) -> str:
+    """Copy the worker's log out of the temporary directory (into <cache>/logs, else the temp dir)."""
+    from .data import cache_dir
+
     if log_path is None or not log_path.is_file():
         return ""
-    fd, kept = tempfile.mkstemp(prefix="edgepipe-convert-%s-" % model.name, suffix=".log")
-    os.close(fd)
-    shutil.copyfile(log_path, kept)
-    return kept
+    for folder in (cache_dir() / "logs", None):
+        try:
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+            fd, kept = tempfile.mkstemp(
+                prefix="convert-%s-" % model.name, suffix=".log", dir=None if folder is None else str(folder)
+            )
+            os.close(fd)
+            shutil.copyfile(log_path, kept)
+            return kept
+        except OSError:
+            continue
+    return ""
 
 
 def _child_env() -> Dict[str, str]:

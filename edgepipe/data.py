@@ -147,13 +147,18 @@ def _check_bytes(data: bytes, spec: Dict[str, Any], what: str, payload: Optional
     if got["md5"] in known_md5:
         return "md5"
     # A re-gzipped copy differs in its .gz bytes, not in its content: judge the payload.
+    note = ""
     if spec.get("payload_md5"):
-        if payload is None:
-            payload = _gunzip(data, what)
-        if hashlib.md5(payload).hexdigest() == spec["payload_md5"]:
-            return "payload md5"
+        try:
+            if payload is None:
+                payload = _gunzip(data, what)
+            if hashlib.md5(payload).hexdigest() == spec["payload_md5"]:
+                return "payload md5"
+            note = ", nor is the md5 of its content"
+        except DatasetError:
+            note = "; it is not even a valid gzip file"
     raise DatasetError(
-        "checksum mismatch for %s (sha256 %s is not the registry's)" % (what, got["sha256"][:16] + "…"),
+        "checksum mismatch for %s (sha256 %s is not the registry's%s)" % (what, got["sha256"][:16] + "…", note),
         hint="The file is corrupt or not the one the registry describes; delete it and fetch it again "
         "(edgepipe data download)",
     )
@@ -236,7 +241,11 @@ def _parse_idx(payload: bytes, kind: str, what: str) -> np.ndarray:
 
 def _load_idx(path: Path, spec: Dict[str, Any]) -> Tuple[np.ndarray, str]:
     data = _read_bytes(path)
-    payload = _gunzip(data, str(path))
+    try:
+        payload = _gunzip(data, str(path))
+    except DatasetError:
+        _check_bytes(data, spec, str(path))  # a damaged file: report the checksum mismatch, the real cause
+        raise
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _verified:
@@ -753,6 +762,9 @@ def _download_files(files: List[Dict[str, Any]], folder: Path, base_url: Optiona
             try:
                 data = _fetch(url, spec["name"])
                 method = _check_bytes(data, spec, "%s from %s" % (spec["name"], url))
+            except urllib.error.HTTPError as exc:
+                failures.append("%s: HTTP %d %s" % (url, exc.code, exc.reason))
+                continue
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 failures.append("%s: %s" % (url, getattr(exc, "reason", None) or exc))
                 continue
