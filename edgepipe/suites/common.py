@@ -122,6 +122,37 @@ def measure_variant(
     return result
 
 
+def finish_report(
+    suite: str,
+    out_dir: Path,
+    started: float,
+    results: List[VariantResult],
+    data: Dict[str, Any],
+    steps: Dict[str, Any],
+    comparisons: Dict[str, Any],
+    warnings: List[str],
+) -> SuiteReport:
+    """Assemble the suite's report and write it as `out_dir/results.json` (atomically)."""
+    from ..runtime.report import write_json_atomic
+
+    report = SuiteReport(
+        suite=suite,
+        schema_version=RESULT_SCHEMA_VERSION,
+        created=now(),
+        out_dir=str(out_dir),
+        results=results,
+        data=data,
+        steps=steps,
+        comparisons=comparisons,
+        environment=environment_without_session(),
+        duration_s=round(time.monotonic() - started, 1),
+        warnings=warnings,
+        report_path=str(out_dir / "results.json"),
+    )
+    write_json_atomic(report.report_path, report)
+    return report
+
+
 def _stats(stats: Any) -> Dict[str, Any]:
     from ..runtime.report import to_jsonable
 
@@ -193,6 +224,7 @@ __all__ = [
     "VariantResult",
     "compile_if_possible",
     "environment_without_session",
+    "finish_report",
     "measure_variant",
     "now",
     "step_callback",

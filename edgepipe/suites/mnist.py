@@ -20,14 +20,13 @@ import numpy as np
 from ..convert import convert_model
 from ..data import load_dataset
 from ..errors import DatasetError, OutputWriteError
-from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
+from ..runtime.report import to_jsonable
 from .common import (
     SuiteReport,
     VariantResult,
     compile_if_possible,
-    environment_without_session,
+    finish_report,
     measure_variant,
-    now,
     step_callback,
     suite_progress,
 )
@@ -179,22 +178,7 @@ def run_mnist_suite(
         delta = (by_name["edgetpu-int8"].top1 - by_name["float"].top1) * 100
         comparisons["int8_minus_float_top1_pp"] = round(delta, 3)
         comparisons["int8_size_ratio"] = round(by_name["edgetpu-int8"].size_bytes / by_name["float"].size_bytes, 4)
-    report = SuiteReport(
-        suite="mnist",
-        schema_version=RESULT_SCHEMA_VERSION,
-        created=now(),
-        out_dir=str(out_dir),
-        results=results,
-        data=data_info,
-        steps=steps,
-        comparisons=comparisons,
-        environment=environment_without_session(),
-        duration_s=round(time.monotonic() - started, 1),
-        warnings=warnings,
-        report_path=str(out_dir / "results.json"),
-    )
-    write_json_atomic(report.report_path, report)
-    return report
+    return finish_report("mnist", out_dir, started, results, data_info, steps, comparisons, warnings)
 
 
 __all__ = ["load_mnist_splits", "run_mnist_suite"]

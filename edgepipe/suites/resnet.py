@@ -18,14 +18,13 @@ from typing import Any, Dict, List, Optional
 from ..convert import convert_model
 from ..data import find_data_dir, load_dataset
 from ..errors import DatasetError, InputNotFoundError, ModelFormatError, OutputWriteError
-from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
+from ..runtime.report import to_jsonable
 from .common import (
     SuiteReport,
     VariantResult,
     compile_if_possible,
-    environment_without_session,
+    finish_report,
     measure_variant,
-    now,
     step_callback,
     suite_progress,
 )
@@ -196,22 +195,7 @@ def run_resnet_suite(
                 compiler, progress, steps, data, warnings, comparisons,
             )  # fmt: skip
 
-    report = SuiteReport(
-        suite="resnet",
-        schema_version=RESULT_SCHEMA_VERSION,
-        created=now(),
-        out_dir=str(out_dir),
-        results=results,
-        data=data,
-        steps=steps,
-        comparisons=comparisons,
-        environment=environment_without_session(),
-        duration_s=round(time.monotonic() - started, 1),
-        warnings=warnings,
-        report_path=str(out_dir / "results.json"),
-    )
-    write_json_atomic(report.report_path, report)
-    return report
+    return finish_report("resnet", out_dir, started, results, data, steps, comparisons, warnings)
 
 
 def _resnet50(
