@@ -9,7 +9,8 @@ the parameter cache), then `warmup` untimed runs, then `runs` timed runs twice o
 
 Accuracy (`evaluate`): top-1/top-5, per-class accuracy and (for up to 100 classes) a confusion
 matrix. On the CPU, images go through in batches when the model can be resized to batch B; the first
-batch is checked against a batch-1 run of the same image, and any failure falls back to batch 1.
+8 images of the first batch are checked against batch-1 runs of the same images (and the output must
+really have B rows after an invoke), and any failure falls back to batch 1, saying why in `batch_note`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .report import RESULT_SCHEMA_VERSION
 
 CONFUSION_MAX_CLASSES = 100
 DEFAULT_BATCH = 64
+BATCH_CHECK_IMAGES = 8  # images run both at batch 1 and batched before batching is trusted
 
 Progress = Callable[[int, int], None]
 
@@ -342,7 +344,10 @@ class _Batcher:
             batch = self.buffer
         self.interpreter.set_tensor(self.inp.index, batch)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.out.index)[:n].copy()
+        result = self.interpreter.get_tensor(self.out.index)
+        if result.shape[0] != self.size:  # never silently score fewer images than were given
+            raise InferenceError("a batch of %d images gave %d outputs" % (self.size, result.shape[0]))
+        return result[:n].copy()
 
 
 def _outputs_agree(a: np.ndarray, b: np.ndarray) -> bool:
@@ -361,13 +366,18 @@ def _open_batcher(session: Session, x: np.ndarray, batch_size: int, inp: _Port, 
     size = min(batch_size, x.shape[0])
     if size <= 1:
         return single, "batch 1"
-    reference = single.run(x[:1])
+    compared = min(size, BATCH_CHECK_IMAGES)
+    reference = np.concatenate([single.run(x[i : i + 1]) for i in range(compared)])
     try:
         interpreter = session.new_interpreter()
         interpreter.resize_tensor_input(inp.index, [size] + list(inp.shape[1:]))
         interpreter.allocate_tensors()
-        details = {d["index"]: d for d in interpreter.get_output_details()}
-        got = tuple(int(d) for d in details[out.index]["shape"])
+        interpreter.set_tensor(inp.index, x[:size])
+        interpreter.invoke()
+        # Read the shape after invoke: a model whose reshapes compute their shape at run time has
+        # dynamic outputs, whose size allocate_tensors() does not know yet; one with a batch-1 shape
+        # baked into a reshape gives (1, classes) here however large the input batch.
+        got = tuple(int(d) for d in interpreter.get_tensor(out.index).shape)
         if got != (size,) + out.shape[1:]:
             return single, "batch 1: at batch %d the output is %s, not %s" % (size, got, (size,) + out.shape[1:])
         batched = _Batcher(interpreter, size, inp, out)
@@ -377,8 +387,8 @@ def _open_batcher(session: Session, x: np.ndarray, batch_size: int, inp: _Port, 
             size,
             " ".join(str(exc).split())[:200],
         )
-    if not _outputs_agree(check[:1], reference):
-        return single, "batch 1: at batch %d the first image's output differs from batch 1" % size
+    if not _outputs_agree(check[:compared], reference):
+        return single, "batch 1: at batch %d the outputs of the first %d images differ from batch 1" % (size, compared)
     return batched, "batch %d" % size
 
 
