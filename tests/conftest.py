@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Dict, Optional
 
 import pytest
 
+from edgepipe import compile as compile_stage
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
+# REPLAY of recorded real edgetpu_compiler output (the real compiler cannot run here).
+REPLAY = Path(__file__).resolve().parent / "replay" / "edgetpu_compiler"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -50,3 +55,24 @@ def resnet8_dir() -> Path:
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
     return shared_path("datasets")
+
+
+@pytest.fixture
+def replay_env(monkeypatch: pytest.MonkeyPatch, compiler_logs: Path, tmp_path: Path) -> Dict[str, Path]:
+    """REPLAY stand-in on the command line; recordings from ../shared; argv dumped to a file."""
+    assert os.access(REPLAY, os.X_OK), "tests/replay/edgetpu_compiler must be executable"
+    for var in [v for v in os.environ if v.startswith("EDGEPIPE_REPLAY")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv(compile_stage.COMPILER_ENV, str(REPLAY))
+    monkeypatch.setenv("EDGEPIPE_REPLAY_DIR", str(compiler_logs))
+    monkeypatch.setenv("EDGEPIPE_REPLAY_ARGV", str(tmp_path / "argv.json"))
+    monkeypatch.setattr(compile_stage, "_detected_runtime_version", lambda: None)  # no libedgetpu here
+    return {"argv": tmp_path / "argv.json", "out": tmp_path / "out"}
+
+
+def replay(monkeypatch: pytest.MonkeyPatch, recording: str, log: Optional[str] = None, **env: str) -> None:
+    monkeypatch.setenv("EDGEPIPE_REPLAY", recording)
+    if log:
+        monkeypatch.setenv("EDGEPIPE_REPLAY_LOG", log)
+    for key, value in env.items():
+        monkeypatch.setenv("EDGEPIPE_REPLAY_" + key, value)

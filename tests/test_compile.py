@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import pytest
-from conftest import shared_path
+from conftest import REPLAY, replay, shared_path
 from typer.testing import CliRunner
 
 from edgepipe import compile as stage
@@ -34,7 +34,6 @@ from edgepipe.compile import (
 )
 from edgepipe.errors import CompileError, CompileRejected, CompilerNotFound, ModelFormatError
 
-REPLAY = Path(__file__).resolve().parent / "replay" / "edgetpu_compiler"
 MIB, KIB = 1024 * 1024, 1024
 
 # Expected values, read from each real file by hand. rows = operator table rows; sizes in bytes
@@ -556,19 +555,6 @@ def test_preflight_comparison_lists_each_disagreement() -> None:
 
 
 @pytest.fixture
-def replay_env(monkeypatch: pytest.MonkeyPatch, compiler_logs: Path, tmp_path: Path) -> Dict[str, Path]:
-    """Replay stand-in on the command line; recordings from ../shared; argv dumped to a file."""
-    assert os.access(REPLAY, os.X_OK), "tests/replay/edgetpu_compiler must be executable"
-    for var in [v for v in os.environ if v.startswith("EDGEPIPE_REPLAY")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv(stage.COMPILER_ENV, str(REPLAY))
-    monkeypatch.setenv("EDGEPIPE_REPLAY_DIR", str(compiler_logs))
-    monkeypatch.setenv("EDGEPIPE_REPLAY_ARGV", str(tmp_path / "argv.json"))
-    monkeypatch.setattr(stage, "_detected_runtime_version", lambda: None)  # no libedgetpu here
-    return {"argv": tmp_path / "argv.json", "out": tmp_path / "out"}
-
-
-@pytest.fixture
 def mobilenet(tmp_path: Path, coral_data: Path) -> Path:
     return Path(shutil.copy(coral_data / "mobilenet_v1_0.25_128_quant.tflite", tmp_path))
 
@@ -576,14 +562,6 @@ def mobilenet(tmp_path: Path, coral_data: Path) -> Path:
 @pytest.fixture
 def lstm(tmp_path: Path, coral_data: Path) -> Path:
     return Path(shutil.copy(coral_data / "keras_lstm_mnist_ptq.tflite", tmp_path))
-
-
-def replay(monkeypatch: pytest.MonkeyPatch, recording: str, log: Optional[str] = None, **env: str) -> None:
-    monkeypatch.setenv("EDGEPIPE_REPLAY", recording)
-    if log:
-        monkeypatch.setenv("EDGEPIPE_REPLAY_LOG", log)
-    for key, value in env.items():
-        monkeypatch.setenv("EDGEPIPE_REPLAY_" + key, value)
 
 
 def test_replay_find_compiler_by_option_env_and_path(replay_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:

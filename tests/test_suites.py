@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import replay, shared_path
+from test_compile import replay_all_mapped
 
+from edgepipe.suites.common import compile_if_possible
 from edgepipe.suites.mnist import run_mnist_suite
 from edgepipe.suites.resnet import run_resnet_suite
 
@@ -132,3 +135,41 @@ def test_resnet_suite_missing_weights_file_is_input_not_found(tmp_path: Path) ->
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-1000:]
     assert "nope.h5" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_replay_mnist_suite_with_compiler_adds_a_compiled_variant_that_falls_back_to_cpu(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """REPLAY: the compiler is the stand-in that prints a real all-mapped output (no compiler exists here).
+
+    Its "compiled" model is a byte copy of the input (no edgetpu-custom-op), so what is checked is the
+    suite's wiring: the compile step runs and is judged, and the compiled variant is measured on the
+    requested `auto` backend, which finds it holds no Edge TPU op and runs it on the CPU, saying why.
+    """
+    pytest.importorskip("mlxtend")
+    replay_all_mapped(monkeypatch, tmp_path)
+    monkeypatch.delenv("EDGEPIPE_DATA", raising=False)
+    monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
+    report = run_mnist_suite(tmp_path / "run", epochs=1, runs=5, warmup=1, limit=300, quiet=True)
+    assert report.steps["compile"]["status"] == "compiled"
+    assert report.steps["compile"]["report"]["verdict"] == "accepted"
+    rows = {r.variant: r for r in report.results}
+    assert set(rows) == {"float", "edgetpu-int8", "edgetpu-compiled"}
+    compiled = rows["edgetpu-compiled"]
+    assert compiled.model.endswith("seed_mnist_edgetpu_int8_edgetpu.tflite")
+    assert (compiled.requested_backend, compiled.backend) == ("auto", "cpu")
+    assert "not compiled for the Edge TPU" in compiled.backend_reason
+    assert compiled.top1 == rows["edgetpu-int8"].top1  # the same bytes, run on the same backend
+
+
+def test_replay_compile_step_reports_a_rejected_compile_without_failing_the_suite(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, coral_data: Path, tmp_path: Path
+) -> None:
+    """REPLAY of the real efficientdet output (3 ops left on the CPU): the suite goes on without a compiled variant."""
+    model = Path(shutil.copy(coral_data / "mobilenet_v1_0.25_128_quant.tflite", tmp_path))
+    replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log")
+    step = compile_if_possible(model, tmp_path / "out", None)
+    assert step["status"] == "failed"
+    assert "CPU" in step["reason"] and step["report"]["verdict"] == "rejected"
+    assert step["report"]["cpu_ops"] == 3

@@ -38,7 +38,8 @@ class VariantResult:
     latency_ms: Optional[Dict[str, Any]]  # invoke-only: first, min, mean, std, p50, p90, p99, max
     end_to_end_ms: Optional[Dict[str, Any]]
     run_model: Optional[str] = None  # the file loaded (a compiled model's CPU twin when it fell back)
-    fallback_reason: Optional[str] = None
+    backend_reason: Optional[str] = None  # why it ran where it ran, in words
+    fallback_reason: Optional[str] = None  # set when auto wanted the Edge TPU and fell back to the CPU
     batch_note: Optional[str] = None
     per_class: Optional[List[Dict[str, Any]]] = None
     confusion_matrix: Optional[List[List[int]]] = None
@@ -96,6 +97,7 @@ def measure_variant(
         latency_ms=None,
         end_to_end_ms=None,
         run_model=session.run_model_path,
+        backend_reason=session.backend_reason,
         fallback_reason=session.fallback_reason,
         notes=list(session.notes),
     )
