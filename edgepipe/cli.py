@@ -300,7 +300,7 @@ def data_download_command(
 def _render_inspect(report: Any) -> None:
     from rich.markup import escape
 
-    from .runtime.inspect import first_cpu_text, op_rows, summary_rows
+    from .runtime.inspect import crossing_rows, first_cpu_text, op_rows, summary_rows
 
     out.print(kv_table("edgepipe inspect", [(escape(k), escape(v)) for k, v in summary_rows(report)]))
     title = "Operators (where they run)" if report.compiled_for_edgetpu else "Operators (Edge TPU pre-flight)"
@@ -316,6 +316,15 @@ def _render_inspect(report: Any) -> None:
         style = ("bold red" if index == str(first) else "yellow") if on_cpu else None
         table.add_row(index, escape(name), version, escape(verdict), style=style)
     out.print(table)
+    crossing = crossing_rows(report)
+    if crossing:
+        predicted = "" if report.compiled_for_edgetpu else ", predicted"
+        table = Table(title="Tensors crossing Edge TPU <-> CPU%s" % predicted, title_justify="left")
+        for column in ("Tensor", "Type", "Direction", "Ops"):
+            table.add_column(column)
+        for row in crossing:
+            table.add_row(*(escape(cell) for cell in row))
+        out.print(table)
     if report.first_cpu_op:
         out.print("[bold]first CPU op:[/] " + escape(first_cpu_text(report)))
     for blocker in report.compile_blockers:

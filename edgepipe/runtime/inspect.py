@@ -23,12 +23,21 @@ compiler's exact split, down to the two tensors the compiled op outputs.
 
 Compiled model: which ops are `edgetpu-custom-op` nodes, which stayed on the CPU, and which tensors
 cross between them. Such a model needs the Edge TPU delegate; it cannot run on the CPU.
+
+JSON contract (`InspectReport`, stable keys): `compiled_for_edgetpu`, `ops_total`, `tpu_ops`
+(uncompiled: predicted mapped ops; compiled: edgetpu-custom-op nodes), `cpu_ops`, `ops` (each with
+`index`, `name`, `version`, and for uncompiled models `edgetpu`: "mapped" or the reason), plus
+`first_cpu_op`, `tensors_crossing`, `subgraphs`, parameter bytes, `tensors`, `warnings`.
+
+Hostile files: the reader bounds the work per file byte; here every graph walk is linear in the
+number of ops and tensor references, and per-op text clips names and shapes (see `_clip`).
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import struct
 import sys
@@ -37,7 +46,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .errors import EdgepipeError, ModelFormatError
 from .op_versions import BEYOND_TABLE, release_of
-from .report import dumps
+from .report import RESULT_SCHEMA_VERSION, dumps
 from .schema import BUILTIN_OPERATORS
 from .tflite_reader import EDGETPU_CUSTOM_OP, Model, Operator, Subgraph, Tensor, describe_tensor, read_model
 
@@ -51,6 +60,8 @@ VERSION_NOT_SUPPORTED = "Operation version not supported"
 NON_UNIT_STRIDES = "Only Strided-Slice with unitary strides supported"
 MORE_THAN_ONE_SUBGRAPH = "More than one subgraph is not supported"
 OTHERWISE_NOT_MAPPED = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
+# Seen from compiler 2.0 only (#25); REFERENCE §2.1 lists constant parameters as a requirement.
+PARAM_NOT_CONSTANT = "Filter, bias, or other param is not constant at compile-time"
 # No compiler status for these is public; the first is edgepipe's wording, the second the compiler's
 # error line for the whole model (REFERENCE §1.7).
 DYNAMIC_SHAPE = "Tensor has a dynamic shape (edgepipe's wording: no compiler status for this is public)"
@@ -117,6 +128,15 @@ RULES: Tuple[Rule, ...] = (
         True,
     ),
     Rule(
+        "param-not-constant",
+        "CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV whose filter or bias is computed at "
+        "run time (e.g. a matmul of two activations) instead of being a constant of the file",
+        PARAM_NOT_CONSTANT,
+        "#25 (FULLY_CONNECTED, compiler 2.0.267685300, this status verbatim); REFERENCE §2.1 (coral.ai: "
+        "parameters such as bias tensors constant at compile time)",
+        True,
+    ),
+    Rule(
         "dynamic",
         "an activation whose size is unknown until run time: -1 in the stored shape, or in the shape "
         "signature anywhere but the batch dimension (a dynamic batch alone is a model warning: the "
@@ -163,7 +183,10 @@ RULES: Tuple[Rule, ...] = (
     ),
     Rule(
         "mapped",
-        "every other op; uncertain when the op was never seen mapped in a real compiler output",
+        "every other op; uncertain when the op was never seen mapped in a real compiler output, when its "
+        "version is from TF 2.5-2.6, for resizes (size limits unpublished), and for FULLY_CONNECTED with "
+        "per-axis (per-channel) weights, which TF 2.21 writes but the TFLite int8 spec lists only for "
+        "convolutions: no public compiler output shows what compiler 16 does with them (REFERENCE §1.7, §6)",
         MAPPED,
         "see EDGETPU_OPS",
         True,
@@ -218,6 +241,15 @@ EDGETPU_OPS: Dict[str, str] = {
     "TRANSPOSE_CONV": "",
 }
 
+# Inputs that must be compile-time constants: filter and bias (TRANSPOSE_CONV: output shape 0, filter 1,
+# input 2, bias 3). Positions from TFLite's op definitions.
+PARAMETER_INPUTS: Dict[str, Tuple[int, ...]] = {
+    "CONV_2D": (1, 2),
+    "DEPTHWISE_CONV_2D": (1, 2),
+    "FULLY_CONNECTED": (1, 2),
+    "TRANSPOSE_CONV": (1, 3),
+}
+
 # Custom ops the compiler's interpreter resolves (log 12 compiles a model holding it).
 KNOWN_CUSTOM_OPS = ("TFLite_Detection_PostProcess",)
 
@@ -270,6 +302,8 @@ class CompiledOp:
 
 @dataclass
 class InspectReport:
+    schema_version: int  # of the JSON results, as in the runner's (report.RESULT_SCHEMA_VERSION)
+    kind: str  # "inspect"
     path: str
     sha256: str
     size_bytes: int
@@ -292,20 +326,23 @@ class InspectReport:
     uncertain_ops: int  # uncompiled: verdicts resting on unclear public facts
     compile_blockers: List[str]  # what makes edgetpu_compiler reject the whole model, not just ops
     edgetpu_executable_bytes: Optional[int]  # compiled: custom options of the Edge TPU ops
+    tflite_subgraphs: int  # subgraphs in the file (more than one: control flow; only the main one is inspected)
+    buffers: int  # entries in the file's buffer table (entry 0 is the empty sentinel)
+    tensors: List[dict]  # every tensor of the main subgraph: dtype, shape, signature, quantization, constant bytes
     warnings: List[str] = field(default_factory=list)
 
 
 # --- entry points ---------------------------------------------------------------------------------
 
 
-def inspect_file(path: str, *, multiple_subgraphs: bool = False) -> InspectReport:
-    return inspect_model(read_model(os.fspath(path)), multiple_subgraphs=multiple_subgraphs)
+def inspect_file(path: "Union[str, os.PathLike[str]]", *, multiple_subgraphs: bool = False) -> InspectReport:
+    return inspect_model(read_model(path), multiple_subgraphs=multiple_subgraphs)
 
 
 def inspect_model(model: Union[Model, str, "os.PathLike[str]"], *, multiple_subgraphs: bool = False) -> InspectReport:
     """The report for one model. A pure function of the Model (a path is read first, for convenience)."""
     if not isinstance(model, Model):
-        model = read_model(os.fspath(model))
+        return inspect_file(model, multiple_subgraphs=multiple_subgraphs)
     if model.compiled_for_edgetpu:
         return _inspect_compiled(model, multiple_subgraphs)
     return _inspect_uncompiled(model, multiple_subgraphs)
@@ -328,8 +365,50 @@ class _Check:
         return self.rule == "mapped"
 
 
+def _producers(sg: Subgraph) -> Dict[int, int]:
+    """Tensor index -> the op that writes it. A valid graph writes each tensor once; for a hostile file
+    that has many ops write one tensor, keeping only the first keeps every graph walk here linear in
+    the file's size (10,000 writers and 10,000 readers of one tensor would otherwise be 10^8 edges)."""
+    producer: Dict[int, int] = {}
+    for op in sg.operators:
+        for t in op.outputs:
+            if t >= 0:
+                producer.setdefault(t, op.index)
+    return producer
+
+
 def _tensor(sg: Subgraph, index: int) -> Optional[Tensor]:
     return sg.tensors[index] if 0 <= index < len(sg.tensors) else None
+
+
+def _io_tensors(sg: Subgraph, indices: Sequence[int]) -> List[Tensor]:
+    """The subgraph's input or output tensors, each once (a hostile file may list one a million times)."""
+    found: List[Tensor] = []
+    seen: Set[int] = set()
+    for i in indices:
+        t = _tensor(sg, i)
+        if t is not None and i not in seen:
+            seen.add(i)
+            found.append(t)
+    return found
+
+
+def _describe_io(sg: Subgraph, indices: Sequence[int]) -> List[dict]:
+    return [describe_tensor(t) for t in _io_tensors(sg, indices)]
+
+
+def _tensor_table(sg: Subgraph) -> List[dict]:
+    """Every tensor of the subgraph, as the JSON report lists it."""
+    rows = []
+    for t in sg.tensors:
+        row = {"index": t.index}
+        row.update(describe_tensor(t))
+        row["buffer"] = t.buffer
+        row["constant_bytes"] = t.data_bytes
+        if t.is_variable:
+            row["variable"] = True
+        rows.append(row)
+    return rows
 
 
 def _activations(sg: Subgraph, op: Operator) -> List[Tensor]:
@@ -346,8 +425,25 @@ def _activations(sg: Subgraph, op: Operator) -> List[Tensor]:
     return found
 
 
+# Per-op text quotes tensor names, op names and shapes. A hostile file can have thousands of ops share
+# one tensor with a megabyte name or a 100,000-dimension shape, so such text is clipped: the report
+# stays linear in the file's size. (Real names and shapes are far below these limits.)
+_MAX_NAME = 256
+_MAX_DIMS = 8
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_NAME else "%s...(%d characters)" % (text[:_MAX_NAME], len(text))
+
+
+def _dims(dims: Sequence[int]) -> str:
+    if len(dims) <= _MAX_DIMS:
+        return str(list(dims))
+    return "[%s, ...] (%d dimensions)" % (", ".join(str(d) for d in dims[:_MAX_DIMS]), len(dims))
+
+
 def _shape_text(t: Tensor) -> str:
-    return "%s %s" % (t.dtype, list(t.shape_signature if t.shape_signature is not None else t.shape))
+    return "%s %s" % (t.dtype, _dims(t.shape_signature if t.shape_signature is not None else t.shape))
 
 
 def _version_check(op: Operator) -> Tuple[str, bool, str]:
@@ -382,10 +478,14 @@ def _strides(model: Model, sg: Subgraph, op: Operator) -> Optional[List[int]]:
     t = _tensor(sg, op.inputs[3])
     if t is None or not t.is_constant or t.dtype not in ("INT32", "INT64"):
         return None
-    data = model.constant_bytes(t)
     fmt = "i" if t.dtype == "INT32" else "q"
     size = struct.calcsize(fmt)
-    if not data or len(data) % size:
+    # One stride per dimension, and TFLite slices at most 5. Refusing longer data keeps a hostile file,
+    # whose many STRIDED_SLICE ops all point at one megabyte buffer, from costing a decode per op.
+    if not 0 < t.data_bytes <= _MAX_DIMS * size or t.data_bytes % size:
+        return None
+    data = model.constant_bytes(t)
+    if len(data) != t.data_bytes:
         return None
     return list(struct.unpack("<%d%s" % (len(data) // size, fmt), data))
 
@@ -409,21 +509,21 @@ def _check_op(model: Model, sg: Subgraph, op: Operator) -> _Check:
         return _Check(
             "unresolved-custom-op",
             False,
-            "custom op %r: compiler 16 is expected to stop with 'Encountered unresolved custom op: %s' and "
-            "'Model failed in Tflite interpreter'" % (op.name, op.name),
-            status="%s: %s" % (UNRESOLVED_CUSTOM_OP, op.name),
+            "no TFLite kernel for it in the compiler: compiler 16 is expected to stop with this error and "
+            "'Model failed in Tflite interpreter'",
+            status="%s: %s" % (UNRESOLVED_CUSTOM_OP, _clip(op.name)),
         )
     activations = _activations(sg, op)
     if op.name == "QUANTIZE" and op.inputs:
         source = _tensor(sg, op.inputs[0])
         if source is not None and source.dtype in FLOAT_DTYPES:
-            return _Check("quantize-float-input", True, "input %s is %s" % (source.name, source.dtype))
+            return _Check("quantize-float-input", True, "input %r is %s" % (_clip(source.name), source.dtype))
     bad_types = [t for t in activations if t.dtype not in ACTIVATION_DTYPES]
     if bad_types:
         t = bad_types[0]
-        return _Check("dtype", True, "tensor %r is %s" % (t.name, t.dtype))
+        return _Check("dtype", True, "tensor %r is %s" % (_clip(t.name), t.dtype))
     if op.name not in EDGETPU_OPS:
-        return _Check("unsupported-op", True, "%s is not in the Edge TPU op set" % op.name)
+        return _Check("unsupported-op", True, "%s is not in the Edge TPU op set" % _clip(op.name))
 
     notes: List[str] = []
     certain = bool(EDGETPU_OPS[op.name])
@@ -444,13 +544,20 @@ def _check_op(model: Model, sg: Subgraph, op: Operator) -> _Check:
             "answer is not public" % old_limit
         )
 
+    for position in PARAMETER_INPUTS.get(op.name, ()):
+        t = _tensor(sg, op.inputs[position]) if position < len(op.inputs) else None
+        if t is not None and not t.is_constant:
+            return _Check(
+                "param-not-constant", True, "input %d (%r) is computed at run time" % (position, _clip(t.name))
+            )
+
     for t in activations:
         sig = t.shape_signature if t.shape_signature is not None else t.shape
         if any(d < 0 for d in t.shape) or any(d < 0 for d in sig[1:]):
-            return _Check("dynamic", False, "tensor %r is %s" % (t.name, _shape_text(t)))
+            return _Check("dynamic", False, "tensor %r is %s" % (_clip(t.name), _shape_text(t)))
     for t in activations:
         if len(t.shape) > 3 and any(d != 1 for d in t.shape[:-3]):
-            return _Check("rank", True, "tensor %r has shape %s" % (t.name, list(t.shape)))
+            return _Check("rank", True, "tensor %r has shape %s" % (_clip(t.name), _dims(t.shape)))
 
     if op.name == "STRIDED_SLICE":
         strides = _strides(model, sg, op)
@@ -458,7 +565,17 @@ def _check_op(model: Model, sg: Subgraph, op: Operator) -> _Check:
             certain = False
             notes.append("its strides are not a readable constant")
         elif any(s != 1 for s in strides):
-            return _Check("strided-slice-stride", True, "strides %s" % strides)
+            return _Check("strided-slice-stride", True, "strides %s" % _dims(strides))
+
+    if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1:
+        weights = _tensor(sg, op.inputs[1])
+        if weights is not None and weights.quantization is not None and weights.quantization.per_axis:
+            certain = False
+            notes.append(
+                "per-axis (per-channel) weights: the TFLite int8 spec lists per-axis only for convolutions and "
+                "no public compiler output shows how compiler 16 treats them; if it refuses, convert with "
+                "per-tensor weights"
+            )
 
     if op.name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
         factor = _resize_factor(sg, op)
@@ -468,7 +585,7 @@ def _check_op(model: Model, sg: Subgraph, op: Operator) -> _Check:
                 "resize-size",
                 False,
                 "%s -> %s is a %.3gx upscale; the largest seen mapped is 2x"
-                % (list(t_in.shape), list(t_out.shape), factor),
+                % (_dims(t_in.shape), _dims(t_out.shape), factor),
             )
         certain = False
         notes.append(
@@ -485,17 +602,11 @@ class _Partition:
 
     def __init__(self, sg: Subgraph, on_tpu: Sequence[bool]) -> None:
         n = len(sg.operators)
-        producers: Dict[int, List[int]] = {}
-        for op in sg.operators:
-            for t in op.outputs:
-                if t >= 0:
-                    producers.setdefault(t, []).append(op.index)
+        producer = _producers(sg)
         waiting_on = [0] * n
         consumers: List[List[int]] = [[] for _ in range(n)]
         for op in sg.operators:
-            deps: Set[int] = set()
-            for t in op.inputs:
-                deps.update(producers.get(t, ()))
+            deps = {producer[t] for t in op.inputs if t in producer}
             for d in deps:
                 consumers[d].append(op.index)
             waiting_on[op.index] = len(deps)
@@ -529,9 +640,47 @@ class _Partition:
             )
 
 
+def _float_readers_note(sg: Subgraph, op: Operator, readers: Dict[int, List[int]], producer: Dict[int, int]) -> str:
+    """For a DEQUANTIZE: the ops its float output feeds. Under int8-with-float-fallback conversion these
+    are the ops the converter could not quantize, the cause the user has to fix (the DEQUANTIZE is only
+    where the compiler first notices). Only the tensor's (first) writer reports its readers, which keeps
+    the work linear when a hostile file has many ops write one tensor."""
+    fed: List[int] = []
+    for t in set(op.outputs):
+        if producer.get(t) == op.index:
+            fed.extend(readers.get(t, ()))
+    if not fed:
+        return ""
+    fed = sorted(set(fed))
+    shown = ", ".join("%s #%d" % (_clip(sg.operators[i].name), i) for i in fed[:5])
+    more = " and %d more" % (len(fed) - 5) if len(fed) > 5 else ""
+    return "; its float output feeds %s%s, left in float by the converter" % (shown, more)
+
+
+def _readers(sg: Subgraph) -> Dict[int, List[int]]:
+    """Tensor index -> the ops that read it, in op order (each op once)."""
+    readers: Dict[int, List[int]] = {}
+    for op in sg.operators:
+        for t in set(op.inputs):
+            if t >= 0:
+                readers.setdefault(t, []).append(op.index)
+    return readers
+
+
 def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
     sg = model.main
     checks = [_check_op(model, sg, op) for op in sg.operators]
+    readers, producer = _readers(sg), _producers(sg)
+    for op, check in zip(sg.operators, checks):
+        if check.rule == "dtype" and op.name == "DEQUANTIZE":
+            check.detail += _float_readers_note(sg, op, readers, producer)
+        elif check.rule == "dtype" and op.name == "SHAPE" and op.inputs:
+            source = _tensor(sg, op.inputs[0])
+            if source is not None and source.is_dynamic:
+                check.detail += "; it reads the run-time size of %r, whose shape signature %s is dynamic" % (
+                    _clip(source.name),
+                    _dims(source.shape_signature or source.shape),
+                )
     partition = _Partition(sg, [c.on_tpu for c in checks])
     tpu_sets = [i for i, kind in enumerate(partition.kinds) if kind]
     kept = set(tpu_sets) if multiple_subgraphs else set(tpu_sets[:1])
@@ -551,14 +700,14 @@ def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport
         verdicts.append(
             OpVerdict(
                 index=op.index,
-                name=op.name,
+                name=_clip(op.name),
                 version=op.version,
                 edgetpu=MAPPED if rule == "mapped" else status,
                 rule=rule,
                 certain=certain,
-                outputs=[sg.tensors[t].name for t in op.outputs if 0 <= t < len(sg.tensors)],
+                outputs=[_clip(sg.tensors[t].name) for t in op.outputs if 0 <= t < len(sg.tensors)],
                 detail=detail,
-                custom_code=op.custom_code,
+                custom_code=None if op.custom_code is None else _clip(op.custom_code),
             )
         )
 
@@ -568,6 +717,8 @@ def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport
     tpu_parameter_bytes = _parameter_bytes(sg, [op for op, tpu in zip(sg.operators, on_tpu) if tpu])
     warnings = _model_warnings(model, sg, multiple_subgraphs, partition, tpu_ops)
     return InspectReport(
+        schema_version=RESULT_SCHEMA_VERSION,
+        kind="inspect",
         path=model.path,
         sha256=model.sha256,
         size_bytes=model.size_bytes,
@@ -580,8 +731,8 @@ def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport
         tpu_parameter_bytes=tpu_parameter_bytes,
         on_chip_cache_bytes=ON_CHIP_CACHE_BYTES,
         off_chip_warning=_off_chip_warning(tpu_parameter_bytes),
-        inputs=[describe_tensor(t) for t in model.input_tensors()],
-        outputs=[describe_tensor(t) for t in model.output_tensors()],
+        inputs=_describe_io(sg, sg.inputs),
+        outputs=_describe_io(sg, sg.outputs),
         ops=list(verdicts),
         first_cpu_op=_first_cpu_op(cpu_verdicts),
         tensors_crossing=_crossing(sg, on_tpu),
@@ -590,6 +741,9 @@ def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport
         uncertain_ops=sum(not v.certain for v in verdicts),
         compile_blockers=_compile_blockers(model, sg),
         edgetpu_executable_bytes=None,
+        tflite_subgraphs=len(model.subgraphs),
+        buffers=len(model.buffer_sizes),
+        tensors=_tensor_table(sg),
         warnings=warnings,
     )
 
@@ -597,17 +751,16 @@ def _inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport
 def _certainly_cut_off(sg: Subgraph, checks: Sequence[_Check], partition: _Partition, first_tpu_set: int) -> List[bool]:
     """Per op: does it depend on an op that is certainly on the CPU by its own rule and comes after the
     first Edge TPU set? (Visited in set order, a topological order, so one pass suffices.)"""
-    producers: Dict[int, Set[int]] = {}
-    for op in sg.operators:
-        for t in op.outputs:
-            producers.setdefault(t, set()).add(op.index)
+    producer = _producers(sg)
     cut = [False] * len(sg.operators)
     for i in sorted(range(len(sg.operators)), key=lambda i: (partition.set_of[i], i)):
         for t in set(sg.operators[i].inputs):
-            for p in producers.get(t, ()):
-                own = not checks[p].on_tpu and checks[p].certain and partition.set_of[p] > first_tpu_set
-                if cut[p] or own:
-                    cut[i] = True
+            p = producer.get(t)
+            if p is None:
+                continue
+            own = not checks[p].on_tpu and checks[p].certain and partition.set_of[p] > first_tpu_set
+            if cut[p] or own:
+                cut[i] = True
     return cut
 
 
@@ -659,10 +812,7 @@ def _first_cpu_op(cpu_verdicts: Sequence[OpVerdict]) -> Optional[dict]:
 
 def _crossing(sg: Subgraph, on_tpu: Sequence[bool]) -> List[dict]:
     """Tensors made on one side (Edge TPU or CPU) and read on the other."""
-    producer: Dict[int, int] = {}
-    for op in sg.operators:
-        for t in op.outputs:
-            producer.setdefault(t, op.index)
+    producer = _producers(sg)
     found: Dict[int, dict] = {}
     for op in sg.operators:
         for t in op.inputs:
@@ -687,20 +837,26 @@ def _crossing(sg: Subgraph, on_tpu: Sequence[bool]) -> List[dict]:
 
 
 def _compile_blockers(model: Model, sg: Subgraph) -> List[str]:
-    """Problems for which the compiler rejects the whole model (REFERENCE §1.7), not just some ops."""
-    blockers = []
+    """Problems for which the compiler rejects the whole model (REFERENCE §1.7), not just some ops.
+    One line per operator code (op kind and version), naming its first op and how many there are."""
+    users: Dict[int, List[int]] = {}
     for op in sg.operators:
+        users.setdefault(op.opcode_index, []).append(op.index)
+    blockers = []
+    for indices in sorted(users.values()):
+        op = sg.operators[indices[0]]
+        where = "op %d" % op.index if len(indices) == 1 else "op %d and %d more" % (op.index, len(indices) - 1)
         state, certain, why = _version_check(op)
         if state == "too-new":
             blockers.append(
-                "%sop %d: %s; expect \"Didn't find op for builtin opcode '%s' version '%d'\" and 'Model could not "
-                "be parsed'" % ("" if certain else "(uncertain) ", op.index, why, op.name, op.version)
+                "%s%s: %s; expect \"Didn't find op for builtin opcode '%s' version '%d'\" and 'Model could not "
+                "be parsed'" % ("" if certain else "(uncertain) ", where, why, _clip(op.name), op.version)
             )
         elif op.is_custom and op.name not in KNOWN_CUSTOM_OPS:
             blockers.append(
-                "(uncertain) op %d: custom op %r has no kernel in the compiler's TFLite interpreter; expect "
+                "(uncertain) %s: custom op %r has no kernel in the compiler's TFLite interpreter; expect "
                 "'Encountered unresolved custom op: %s' and 'Model failed in Tflite interpreter'"
-                % (op.index, op.name, op.name)
+                % (where, _clip(op.name), _clip(op.name))
             )
     quantized = any(
         t.dtype in ACTIVATION_DTYPES and not t.is_constant for op in sg.operators for t in _activations(sg, op)
@@ -718,17 +874,19 @@ def _model_warnings(
 ) -> List[str]:
     warnings = []
     dynamic_batch = [
-        t.name
-        for t in model.input_tensors()
+        _clip(t.name)
+        for t in _io_tensors(sg, sg.inputs)
         if t.shape_signature is not None
         and t.shape_signature[:1] == [-1]
         and all(d >= 0 for d in t.shape_signature[1:])
     ]
     if dynamic_batch:
         shape_ops = [op.index for op in sg.operators if op.name == "SHAPE"]
+        listed = ", ".join(str(i) for i in shape_ops[:5])
+        if len(shape_ops) > 5:
+            listed += " and %d more" % (len(shape_ops) - 5)
         consequence = (
-            "the converter added batch-size arithmetic on int32 (SHAPE at op %s), which falls back to the CPU"
-            % ", ".join(str(i) for i in shape_ops)
+            "the converter added batch-size arithmetic on int32 (SHAPE at op %s), which falls back to the CPU" % listed
             if shape_ops
             else "the converter added no batch-size arithmetic (no SHAPE op)"
         )
@@ -759,13 +917,14 @@ def _inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
     sg = model.main
     on_tpu = [op.name == EDGETPU_CUSTOM_OP for op in sg.operators]
     ops = [
-        CompiledOp(op.index, op.name, op.version, "edgetpu" if tpu else "cpu") for op, tpu in zip(sg.operators, on_tpu)
+        CompiledOp(op.index, _clip(op.name), op.version, "edgetpu" if tpu else "cpu")
+        for op, tpu in zip(sg.operators, on_tpu)
     ]
     cpu = [op for op in sg.operators if op.name != EDGETPU_CUSTOM_OP]
     tpu_count = len(sg.operators) - len(cpu)
     first_cpu = None
     if cpu:
-        first_cpu = {"index": cpu[0].index, "name": cpu[0].name, "version": cpu[0].version}
+        first_cpu = {"index": cpu[0].index, "name": _clip(cpu[0].name), "version": cpu[0].version}
     executable = sum(op.custom_options_size for op in sg.operators if op.name == EDGETPU_CUSTOM_OP)
     warnings = [
         "compiled for the Edge TPU: it needs the Edge TPU delegate (libedgetpu) and cannot run on the CPU; "
@@ -779,6 +938,8 @@ def _inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
     if len(model.subgraphs) > 1:
         warnings.append("the model has %d TFLite subgraphs; only the main one is inspected" % len(model.subgraphs))
     return InspectReport(
+        schema_version=RESULT_SCHEMA_VERSION,
+        kind="inspect",
         path=model.path,
         sha256=model.sha256,
         size_bytes=model.size_bytes,
@@ -791,8 +952,8 @@ def _inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
         tpu_parameter_bytes=None,
         on_chip_cache_bytes=ON_CHIP_CACHE_BYTES,
         off_chip_warning=None,
-        inputs=[describe_tensor(t) for t in model.input_tensors()],
-        outputs=[describe_tensor(t) for t in model.output_tensors()],
+        inputs=_describe_io(sg, sg.inputs),
+        outputs=_describe_io(sg, sg.outputs),
         ops=list(ops),
         first_cpu_op=first_cpu,
         tensors_crossing=_crossing(sg, on_tpu),
@@ -801,6 +962,9 @@ def _inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
         uncertain_ops=0,
         compile_blockers=[],
         edgetpu_executable_bytes=executable,
+        tflite_subgraphs=len(model.subgraphs),
+        buffers=len(model.buffer_sizes),
+        tensors=_tensor_table(sg),
         warnings=warnings,
     )
 
@@ -814,6 +978,11 @@ def summary_rows(report: InspectReport) -> List[Tuple[str, str]]:
         ("model", report.path),
         ("size", "%d bytes, sha256 %s" % (report.size_bytes, report.sha256[:16])),
         ("compiled for Edge TPU", "yes (needs the Edge TPU delegate)" if report.compiled_for_edgetpu else "no"),
+        (
+            "contents",
+            "%d TFLite subgraph(s); main: %d ops, %d tensors; %d buffers"
+            % (report.tflite_subgraphs, report.ops_total, len(report.tensors), report.buffers),
+        ),
     ]
     kind = "" if report.compiled_for_edgetpu else "predicted "
     rows.append(
@@ -872,6 +1041,24 @@ def op_rows(report: InspectReport) -> List[Tuple[str, str, str, str, bool]]:
     return rows
 
 
+def crossing_rows(report: InspectReport) -> List[Tuple[str, str, str, str]]:
+    """(tensor, dtype and shape, direction, producer -> consumers) per tensor crossing Edge TPU <-> CPU."""
+    rows = []
+    for c in report.tensors_crossing:
+        consumers = ", ".join("#%d" % i for i in c["consumers"][:5])
+        if len(c["consumers"]) > 5:
+            consumers += " and %d more" % (len(c["consumers"]) - 5)
+        rows.append(
+            (
+                _clip(c["name"]),
+                "%s %s" % (c["dtype"], _dims(c["shape"])),
+                "%s -> %s" % (c["from"], c["to"]),
+                "#%d -> %s" % (c["producer"], consumers),
+            )
+        )
+    return rows
+
+
 def render_text(report: InspectReport) -> str:
     lines = ["%-24s %s" % (k + ":", v) for k, v in summary_rows(report)]
     lines.append("")
@@ -880,6 +1067,12 @@ def render_text(report: InspectReport) -> str:
         lines.append("%5s%s %-30s %3s  %s" % (index, "*" if on_cpu else " ", name, version, verdict))
     if report.cpu_ops:
         lines.append("(* = on the CPU)")
+    rows = crossing_rows(report)
+    if rows:
+        lines.append("")
+        lines.append("tensors crossing Edge TPU <-> CPU%s:" % ("" if report.compiled_for_edgetpu else " (predicted)"))
+        for name, kind, direction, ops in rows:
+            lines.append("  %s  %s  %s  (ops %s)" % (name, kind, direction, ops))
     for blocker in report.compile_blockers:
         lines.append("compile blocker: " + blocker)
     if report.off_chip_warning:
@@ -905,6 +1098,13 @@ def main_inspect(argv: Optional[Sequence[str]] = None) -> int:
         report = inspect_file(args.model, multiple_subgraphs=args.multiple_subgraphs)
     except EdgepipeError as exc:
         sys.stderr.write("error: %s\n" % exc.one_line())
+        if args.json:
+            # As the other device-side commands do: a host reading stdout learns the error type too.
+            error = {"type": type(exc).__name__, "message": str(exc), "hint": exc.hint or None}
+            error["exit_code"] = exc.exit_code
+            sys.stdout.write(
+                json.dumps({"schema_version": RESULT_SCHEMA_VERSION, "kind": "error", "error": error}) + "\n"
+            )
         return exc.exit_code
     sys.stdout.write((dumps(report) if args.json else render_text(report)) + "\n")
     return 0

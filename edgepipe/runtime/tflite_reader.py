@@ -246,6 +246,8 @@ class _Table:
         start = self.buf.deref(pos)
         n = self.buf.u32(start)
         self.buf.need(start + 4, n, "string")
+        # Charged by length: many tensors may share one long name, and each read decodes a copy.
+        self.buf.spend(1 + n // 4)
         return self.buf.data[start + 4 : start + 4 + n].decode("utf-8", "replace")
 
     def _vector(self, index: int, elem_size: int) -> Tuple[int, int]:
@@ -302,6 +304,9 @@ def read_model(path: str) -> Model:
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ModelFormatError("%s is a directory, not a .tflite file" % path)
+    # The whole file is read: a FIFO would block and /dev/zero would never end.
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ModelFormatError("%s is not a regular file, so not a .tflite model" % path, hint="Give a .tflite file")
     try:
         with open(path, "rb") as fh:
             data = fh.read()
