@@ -417,3 +417,23 @@ def test_device_cli_eval_npz(mnist_models, mnist_test, tmp_path) -> None:
         timeout=300,
     )
     assert missing.returncode == 6 and b"evaluation data not found" in missing.stderr
+
+
+def test_tflite_runtime_after_tensorflow_in_one_process_is_refused_with_the_reason(coral_data: Path) -> None:
+    """Real clash: tflite_runtime 2.14 loaded after TensorFlow 2.21 fails on every model (vector::reserve)."""
+    pytest.importorskip("tflite_runtime")
+    pytest.importorskip("tensorflow")
+    code = (
+        "import sys, tensorflow\n"
+        "from edgepipe.runtime.backend import open_session\n"
+        "from edgepipe.runtime.errors import RuntimeNotFoundError\n"
+        "try:\n"
+        "    open_session(sys.argv[1], backend='cpu', runtime='tflite_runtime')\n"
+        "except RuntimeNotFoundError as exc:\n"
+        "    print(exc.exit_code, exc.one_line())\n"
+    )
+    model = str(coral_data / "mobilenet_v1_0.25_128_quant.tflite")
+    proc = subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("20 ")
+    assert "already imported TensorFlow" in proc.stdout

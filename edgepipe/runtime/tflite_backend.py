@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -73,6 +74,13 @@ def _import(name: str) -> TfliteRuntime:
             name, str(version), module.Interpreter, module.load_delegate, getattr(module, "OpResolverType", None)
         )
     if name == "tflite_runtime":
+        if "tensorflow" in sys.modules and "tflite_runtime.interpreter" not in sys.modules:
+            # Seen with TF 2.21 + tflite_runtime 2.14: loaded after TensorFlow's native library, its
+            # interpreter fails on every model (vector::reserve, std::bad_alloc). Loaded first, both work.
+            raise ImportError(
+                "tflite_runtime cannot be loaded into a process that has already imported TensorFlow "
+                "(their native libraries clash); run it in a process of its own"
+            )
         module = importlib.import_module("tflite_runtime.interpreter")
         version = getattr(importlib.import_module("tflite_runtime"), "__version__", "unknown")
         return TfliteRuntime(
