@@ -10,6 +10,7 @@ Conventions for every command:
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import traceback
 from enum import Enum
@@ -33,7 +34,9 @@ app = typer.Typer(
 suite_app = typer.Typer(no_args_is_help=True, help="End-to-end accuracy and latency suites.")
 app.add_typer(suite_app, name="suite")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped or captured output (CI logs, `| less`) gets room for the wide tables instead of rich's 80 columns.
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+out = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, even in a pipe
 _state = {"debug": False}
 

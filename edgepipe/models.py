@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 import numpy as np
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow/Keras without its C++ start-up chatter (CUDA probing on a CPU-only host, CPU
+    feature notes), which would bury edgepipe's own output. absl prints part of it before any log
+    level applies, so the native stderr is muted for the import only; Python errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a user's own setting wins
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def build_seed_mnist_model(compile: bool = True) -> Any:
@@ -13,7 +33,7 @@ def build_seed_mnist_model(compile: bool = True) -> Any:
 
     InputLayer(28, 28) → Reshape(28, 28, 1) → Conv2D(12, 3x3, relu) → MaxPool(2) → Flatten → Dense(10).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter buries our output
+    quiet_tensorflow()
     import keras
 
     model = keras.Sequential(
@@ -40,6 +60,7 @@ def train_seed_mnist_model(
     images: np.ndarray, labels: np.ndarray, epochs: int = 1, seed: int = 0, model: Optional[Any] = None
 ) -> Any:
     """Train the seed model on raw uint8 MNIST pixels (scaled by 1/255, the `unit` preprocessing)."""
+    quiet_tensorflow()
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -48,4 +69,4 @@ def train_seed_mnist_model(
     return model
 
 
-__all__ = ["build_seed_mnist_model", "train_seed_mnist_model"]
+__all__ = ["build_seed_mnist_model", "quiet_tensorflow", "train_seed_mnist_model"]

@@ -56,7 +56,9 @@ def find_resnet8(explicit: Optional[Path], data_dir: Optional[Path]) -> Optional
 
 
 def _build_resnet50(weights: str, path: Path) -> Dict[str, Any]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ..models import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
