@@ -865,6 +865,82 @@ def suite_resnet_command(
     _show_suite(report, as_json)
 
 
+# --- deploy (issue: deploy) -----------------------------------------------------------------
+
+
+def _render_deploy(report: Any) -> None:
+    from rich.markup import escape
+
+    remote = report.remote
+    runtime = remote.get("runtime") or {}
+    lib = remote.get("libedgetpu") or {}
+    devices = ", ".join(str(d.get("path") or d.get("type") or d) for d in remote.get("devices") or []) or "none"
+    rows = [
+        ("target", report.target),
+        ("python", "%s (%s)" % (remote.get("python"), remote.get("interpreter"))),
+        ("runtime", "%s %s" % (runtime.get("name"), runtime.get("version"))),
+        ("libedgetpu", lib.get("path") or "not found"),
+        ("Edge TPUs", devices),
+        ("bundle", "%s (%d files, %d bytes)" % (report.bundle["sha256"][:16], report.bundle["files"],
+                                                report.bundle["bytes"])),
+        ("remote dir", report.remote_dir + (" (kept)" if report.kept else " (removed)")),
+        ("time", "%.2f s" % report.timings_s.get("total", 0.0)),
+    ]  # fmt: skip
+    out.print(kv_table("edgepipe deploy", [(k, escape(str(v))) for k, v in rows]))
+    table = Table(title="Results", title_justify="left")
+    for column, justify in (("Model", "left"), ("Backend", "left"), ("Why", "left"), ("p50 ms", "right"),
+                            ("Top-1", "right")):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for r in report.results:
+        s = r.summary
+        table.add_row(
+            escape(r.model),
+            escape(str(s.get("backend"))) + (" (%s)" % escape(s["device"]) if s.get("device") else ""),
+            escape(str(s.get("fallback_reason") or s.get("backend_reason") or "")),
+            "—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"],
+            "—" if s.get("top1") is None else "%.2f %% (n=%s)" % (100 * s["top1"], s.get("n")),
+        )
+    out.print(table)
+    if report.results_path:
+        out.print("results: %s" % report.results_path)
+
+
+@app.command("deploy")
+@handles_errors
+def deploy_command(
+    models: List[Path] = typer.Argument(..., help="One or more .tflite models (a compiled one brings its twin)."),
+    to: str = typer.Option(..., "--to", help="local:DIR or ssh://user@host[:port]."),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="SSH private key (ssh -i)."),
+    python: Optional[str] = typer.Option(None, "--python", help="Python on the target (default: python3 over ssh)."),
+    remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="Parent folder there (default: /tmp)."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="SSH known_hosts file to use."),
+    backend: str = typer.Option("auto", "--backend", help="auto (Edge TPU, else CPU, said so), edgetpu or cpu."),
+    device: Optional[str] = typer.Option(None, "--device", help="Edge TPU: usb, usb:N, pci, pci:N or :N."),
+    runs: int = typer.Option(100, "--runs", min=1, help="Timed runs per model."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs before timing."),
+    eval_spec: Optional[str] = typer.Option(None, "--eval", help="Also evaluate: mnist, cifar10 or images:DIR."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Images in the evaluation shard."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="EDGEPIPE_DATA", help="Datasets folder."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the bundle on the target."),
+    out_dir: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for results.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Put models on a device, run the device-side runner there (bench, eval), bring the results back."""
+    from .deploy import deploy, parse_target
+
+    _check_choice(backend, ("auto", "edgetpu", "cpu"), "--backend")
+    target = parse_target(to, python=python, identity=identity, remote_dir=remote_dir, known_hosts=known_hosts)
+    report = deploy(
+        models, target, backend=backend, device=device, runs=runs, warmup=warmup, eval_spec=eval_spec, limit=limit,
+        data_dir=data_dir, keep=keep, out_dir=out_dir, progress=lambda message: err.print(message, style="dim"),
+    )  # fmt: skip
+    for r in report.results:
+        if r.summary.get("fallback_reason"):
+            err.print("[yellow]note:[/] %s: %s" % (r.model, r.summary["fallback_reason"]), markup=True,
+                      highlight=False)  # fmt: skip
+    emit(report, as_json, _render_deploy)
+
+
 def main() -> None:
     app()
 

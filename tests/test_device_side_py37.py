@@ -97,3 +97,20 @@ def test_ci_builds_the_py37_venv_when_it_can() -> None:
         if shutil.which(c) or os.path.isfile(c)
     )
     assert PY37.exists() or not has_py37
+
+
+def test_deploy_to_a_python_3_7_board_runs_bench_and_eval_there(py37: Path, coral_data: Path, datasets_dir: Path,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    """`edgepipe deploy` to a local "board" whose only Python is 3.7 + numpy 1.21 + tflite_runtime 2.11."""
+    from edgepipe.deploy.deploy import deploy
+    from edgepipe.deploy.transport import LocalTarget
+
+    model = coral_data / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
+    target = LocalTarget(tmp_path / "board", python=str(py37))
+    report = deploy([model], target, runs=5, warmup=1, eval_spec="images:%s" % (datasets_dir / "imagenet-samples"),
+                    limit=20, out_dir=tmp_path / "out")  # fmt: skip
+    assert report.remote["python"].startswith("3.7.")
+    assert report.remote["runtime"]["name"] == "tflite_runtime"
+    (result,) = report.results
+    assert result.summary["backend"] == "cpu" and result.eval["n"] == 20
+    assert result.bench["environment"]["python"].startswith("3.7.")

@@ -1,0 +1,227 @@
+"""A deploy bundle: everything a board needs to run `python -m edgepipe.runtime`, in one folder.
+
+Layout (all paths relative to the bundle root, which becomes the working directory on the target):
+
+    edgepipe/__init__.py      stub: the version only, so no host-only package is imported on the board
+    edgepipe/runtime/...      the device-side package, copied as it is
+    models/NAME.tflite        the models (a compiled *_edgetpu.tflite brings its uncompiled twin, when
+                              it exists beside it, so `--backend auto` can fall back to the CPU)
+    data_HxW.npz              optional evaluation shard per model input size (arrays images, labels,
+                              class_names), images already resized the way `edgepipe eval` does it
+    manifest.json             version, every file's sha256 and size, the commands to run
+
+The bundle never interprets a model beyond its input size (needed to size the data shard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DeployError, InputNotFoundError
+from ..runtime.backend import twin_path
+from ..runtime.report import write_bytes_atomic
+from ..runtime.tflite_reader import read_model
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+PYTHON_PLACEHOLDER = "{python}"  # the first element of each manifest command; the target's interpreter
+RUNTIME_SOURCE = Path(__file__).resolve().parents[1] / "runtime"
+_STUB_INIT = '"""edgepipe device-side bundle (the host package is not installed here)."""\n\n__version__ = "%s"\n'
+
+
+@dataclass
+class BundleModel:
+    name: str  # file name inside models/
+    source: str  # where it came from on the host
+    twin: Optional[str]  # models/... of the uncompiled twin shipped with it, if any
+    data: Optional[str]  # data shard for its input size, if evaluating
+    commands: Dict[str, List[str]]  # "bench" / "eval" → argv, first element PYTHON_PLACEHOLDER
+
+
+@dataclass
+class Bundle:
+    path: Path
+    sha256: str  # of manifest.json, which lists every file's sha256: one number for the whole bundle
+    files: Dict[str, Dict[str, Any]]  # relative path → {"sha256", "size"}
+    models: List[BundleModel] = field(default_factory=list)
+    data: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # shard → {"spec", "count", "image_size"}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(int(f["size"]) for f in self.files.values())
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_runtime(dest: Path) -> None:
+    package = dest / "edgepipe"
+    shutil.copytree(RUNTIME_SOURCE, package / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (package / "__init__.py").write_text(_STUB_INIT % __version__, encoding="utf-8")
+
+
+def _input_size(model_path: Path) -> Tuple[int, int]:
+    """(height, width) of the first input, read from the flatbuffer (a compiled model keeps its I/O tensors)."""
+    shape = [int(d) for d in read_model(str(model_path)).input_tensors()[0].shape]
+    if len(shape) not in (3, 4):
+        raise DeployError(
+            "%s has input shape %s, not an image (N, H, W[, C]), so --eval cannot build a data shard for it"
+            % (model_path, shape),
+            hint="Deploy it without --eval",
+        )
+    return shape[1], shape[2]
+
+
+def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size: Tuple[int, int]) -> bytes:
+    """The .npz the device-side `eval --data` reads, loaded and resized as `edgepipe eval` does."""
+    from ..data import load_dataset
+
+    kind = spec.partition(":")[0]
+    image_size = size if kind in ("images", "cifar10") else None  # as edgepipe.measure.eval_model does
+    ds = load_dataset(spec, data_dir=data_dir, limit=limit, image_size=image_size)
+    if ds.labels is None:
+        raise DeployError(
+            "dataset %s has no labels, so it cannot be evaluated on the target" % ds.name,
+            hint="Use mnist, cifar10 or images:DIR (class folders or labels.csv)",
+        )
+    arrays: Dict[str, np.ndarray] = {"images": ds.images, "labels": np.asarray(ds.labels, dtype=np.int64)}
+    if ds.class_names:
+        arrays["class_names"] = np.asarray(ds.class_names, dtype=str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # uncompressed: the board's CPU is slower than the link
+    return buffer.getvalue()
+
+
+def _commands(model_file: str, data_file: Optional[str], run_options: Dict[str, Any]) -> Dict[str, List[str]]:
+    common = ["--backend", str(run_options.get("backend") or "auto")]
+    if run_options.get("device"):
+        common += ["--device", str(run_options["device"])]
+    base = [PYTHON_PLACEHOLDER, "-m", "edgepipe.runtime"]
+    runs = ["--runs", str(int(run_options.get("runs", 100))), "--warmup", str(int(run_options.get("warmup", 10)))]
+    commands = {"bench": base + ["bench", model_file] + common + runs}
+    if data_file:
+        commands["eval"] = base + ["eval", model_file, "--data", data_file] + common
+    return commands
+
+
+def build_bundle(
+    models: List[Path],
+    dest: Path,
+    *,
+    eval_spec: Optional[str] = None,
+    limit: Optional[int] = None,
+    data_dir: Optional[Path] = None,
+    run_options: Optional[Dict[str, Any]] = None,
+) -> Bundle:
+    """Fill the empty (or new) folder `dest` with a bundle for `models`; returns what it holds."""
+    if not models:
+        raise DeployError("no model to deploy", hint="Name at least one .tflite file")
+    run_options = dict(run_options or {})
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise DeployError("bundle folder %s is not empty" % dest)
+    _copy_runtime(dest)
+    (dest / "models").mkdir()
+
+    shards: Dict[Tuple[int, int], str] = {}
+    data_info: Dict[str, Dict[str, Any]] = {}
+    bundle_models: List[BundleModel] = []
+    taken: Dict[str, str] = {}
+    for model in models:
+        model = Path(model)
+        if not model.is_file():
+            raise InputNotFoundError("model not found: %s" % model, hint="Check the path")
+        to_copy = [model]
+        twin = twin_path(str(model))
+        if twin is not None and Path(twin).is_file():
+            to_copy.append(Path(twin))
+        for path in to_copy:
+            previous = taken.get(path.name)
+            if previous is not None and previous != str(path.resolve()):
+                raise DeployError(
+                    "two different models are both named %s (%s and %s)" % (path.name, previous, path.resolve()),
+                    hint="Rename one; a bundle keeps models in one folder",
+                )
+            if previous is None:
+                shutil.copyfile(path, dest / "models" / path.name)
+                taken[path.name] = str(path.resolve())
+        data_file = None
+        if eval_spec:
+            size = _input_size(model)
+            if size not in shards:
+                shards[size] = "data_%dx%d.npz" % size
+                (dest / shards[size]).write_bytes(_data_shard(eval_spec, limit, data_dir, size))
+                data_info[shards[size]] = {"spec": eval_spec, "limit": limit, "image_size": list(size)}
+            data_file = shards[size]
+        model_file = "models/" + model.name
+        bundle_models.append(
+            BundleModel(
+                name=model.name,
+                source=str(model.resolve()),
+                twin="models/" + to_copy[1].name if len(to_copy) > 1 else None,
+                data=data_file,
+                commands=_commands(model_file, data_file, run_options),
+            )
+        )
+
+    files: Dict[str, Dict[str, Any]] = {}
+    for path in sorted(p for p in dest.rglob("*") if p.is_file()):
+        rel = path.relative_to(dest).as_posix()
+        files[rel] = {"sha256": _sha256_file(path), "size": path.stat().st_size}
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "edgepipe_version": __version__,
+        "python_placeholder": PYTHON_PLACEHOLDER,
+        "files": files,
+        "models": [
+            {"name": m.name, "source": m.source, "twin": m.twin, "data": m.data, "commands": m.commands}
+            for m in bundle_models
+        ],
+        "data": data_info,
+        "run_options": run_options,
+    }
+    payload = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_bytes_atomic(os.fspath(dest / MANIFEST_NAME), payload)
+    return Bundle(
+        path=dest,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        files=files,
+        models=bundle_models,
+        data=data_info,
+    )
+
+
+# Runs on the target with only the standard library of Python 2.7/3.x, from the bundle root: lists the
+# files whose size or sha256 differ from the manifest (missing files count). Prints JSON.
+VERIFY_SNIPPET = (
+    "import hashlib, json, os, sys\n"
+    "raw = open('manifest.json', 'rb').read()\n"
+    "m = json.loads(raw.decode('utf-8'))\n"
+    "bad = []\n"
+    "for rel, want in sorted(m['files'].items()):\n"
+    "    if not os.path.isfile(rel):\n"
+    "        bad.append([rel, 'missing']); continue\n"
+    "    h = hashlib.sha256()\n"
+    "    with open(rel, 'rb') as f:\n"
+    "        for block in iter(lambda: f.read(1 << 20), b''):\n"
+    "            h.update(block)\n"
+    "    if h.hexdigest() != want['sha256']:\n"
+    "        bad.append([rel, 'sha256 %s, expected %s' % (h.hexdigest(), want['sha256'])])\n"
+    "out = {'checked': len(m['files']), 'bad': bad, 'manifest_sha256': hashlib.sha256(raw).hexdigest()}\n"
+    "sys.stdout.write(json.dumps(out) + '\\n')\n"
+)

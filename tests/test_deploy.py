@@ -1,0 +1,317 @@
+"""`edgepipe deploy` against real components: the real device-side runner, real Coral models, and a
+real OpenSSH server (`/usr/sbin/sshd`) started on 127.0.0.1 for this session — not a replay.
+
+The "board" of the SSH tests is this machine: the remote Python is this venv's, passed with --python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+from conftest import IN_CI
+
+from edgepipe.deploy import LocalTarget, build_bundle, deploy
+from edgepipe.errors import DeployError
+
+COMPILED = "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
+TWIN = "mobilenet_v1_0.25_128_quant.tflite"
+SSHD = Path("/usr/sbin/sshd")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "edgepipe.cli", "deploy", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled(coral_data: Path) -> Path:
+    return coral_data / COMPILED
+
+
+# --- local target -----------------------------------------------------------------------------
+
+
+def test_local_deploy_compiled_mobilenet_runs_twin_on_cpu_and_evaluates(
+    compiled: Path, datasets_dir: Path, tmp_path: Path
+) -> None:
+    samples = datasets_dir / "imagenet-samples"
+    out = tmp_path / "out"
+    proc = run_cli(
+        str(compiled), "--to", "local:%s" % (tmp_path / "board"), "--runs", "5", "--warmup", "1",
+        "--eval", "images:%s" % samples, "--limit", "20", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert json.loads((out / "results.json").read_text()) == report  # the file is the printed report
+    assert report["target"] == "local:%s" % (tmp_path / "board")
+    assert report["remote"]["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert report["remote"]["runtime"]["name"]  # a TFLite runtime, found by the remote doctor
+    (result,) = report["results"]
+    assert result["model"] == COMPILED
+    summary = result["summary"]
+    assert summary["backend"] == "cpu"
+    assert TWIN in summary["fallback_reason"] and "libedgetpu" in summary["fallback_reason"]
+    assert "ran on the CPU" in proc.stderr or "twin" in proc.stderr  # said so, on stderr
+    assert result["bench"]["kind"] == "bench" and result["bench"]["runs"] == 5
+    assert summary["p50_ms"] == result["bench"]["latency_ms"]["p50"] > 0
+    evaluation = result["eval"]
+    assert evaluation["n"] == summary["n"] == 20
+    assert 0.0 <= summary["top1"] == evaluation["top1"] <= 1.0
+    assert report["bundle"]["data"]["data_128x128.npz"]["image_size"] == [128, 128]
+    assert not report["kept"] and not Path(report["remote_dir"]).exists()
+    assert list((tmp_path / "board").iterdir()) == []
+
+
+def test_bundle_holds_runtime_stub_twin_and_a_manifest_of_sha256s(compiled: Path, tmp_path: Path) -> None:
+    bundle = build_bundle([compiled], tmp_path / "b", run_options={"runs": 3, "warmup": 0, "backend": "cpu"})
+    root = bundle.path
+    assert (root / "models" / COMPILED).read_bytes() == compiled.read_bytes()
+    assert (root / "models" / TWIN).read_bytes() == (compiled.parent / TWIN).read_bytes()
+    assert (root / "edgepipe" / "runtime" / "__main__.py").is_file()
+    assert not list(root.rglob("__pycache__"))
+    stub = (root / "edgepipe" / "__init__.py").read_text()
+    assert "__version__" in stub and "import" not in stub  # no host package pulled in on the board
+    assert not (root / "edgepipe" / "cli.py").exists() and not (root / "edgepipe" / "deploy").exists()
+    raw = (root / "manifest.json").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == bundle.sha256
+    manifest = json.loads(raw)
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    on_disk = sorted(p.relative_to(root).as_posix() for p in files)
+    assert sorted(manifest["files"]) == on_disk
+    for rel, entry in manifest["files"].items():
+        data = (root / rel).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (model,) = manifest["models"]
+    assert model["twin"] == "models/" + TWIN and model["data"] is None
+    assert model["commands"]["bench"] == [
+        "{python}", "-m", "edgepipe.runtime", "bench", "models/" + COMPILED, "--backend", "cpu",
+        "--runs", "3", "--warmup", "0",
+    ]  # fmt: skip
+    # The bundle runs on its own: a fresh interpreter that sees only the bundle (not the repository).
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-c", "import edgepipe, edgepipe.runtime.runner, sys; print(edgepipe.__file__);"
+         "print(sorted(m for m in sys.modules if m.startswith(('typer', 'rich', 'tensorflow'))))"],
+        cwd=str(root), env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(root / "edgepipe" / "__init__.py"), "[]"]
+
+
+class TamperingTarget(LocalTarget):
+    """A real local target whose copy gets one byte flipped after the upload, as a bad link or card would."""
+
+    def put(self, bundle: Path) -> str:
+        remote = super().put(bundle)
+        victim = Path(remote) / "models" / TWIN
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        return remote
+
+
+def test_sha256_mismatch_after_upload_is_refused_and_nothing_is_written(compiled: Path, tmp_path: Path) -> None:
+    target = TamperingTarget(tmp_path / "board")
+    with pytest.raises(DeployError) as info:
+        deploy([compiled], target, runs=2, warmup=0, out_dir=tmp_path / "out")
+    assert info.value.exit_code == 50
+    assert "sha256 mismatch" in info.value.one_line() and "models/%s" % TWIN in info.value.one_line()
+    assert not (tmp_path / "out").exists()
+    assert list((tmp_path / "board").iterdir()) == []  # removed even on failure
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--python", "/nonexistent/python3"], ["/nonexistent/python3", "--python"]),
+        (["--backend", "edgetpu"], ["bench of %s failed" % COMPILED, "NoEdgeTpuError", "libedgetpu"]),
+    ],
+    ids=["python-missing", "remote-command-fails"],
+)
+def test_local_errors_are_one_line_exit_50(compiled: Path, tmp_path: Path, args: List[str], words: List[str]) -> None:
+    proc = run_cli(str(compiled), "--to", "local:%s" % (tmp_path / "board"), "--runs", "2", "--out",
+                   str(tmp_path / "out"), *args)  # fmt: skip
+    assert proc.returncode == 50, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_remote_python_without_numpy_or_tflite_is_named_with_packages_to_install(
+    compiled: Path, tmp_path: Path
+) -> None:
+    bare = shutil.which("python3", path="/usr/bin")
+    if bare is None or subprocess.run([bare, "-c", "import tflite_runtime"], capture_output=True).returncode == 0:
+        pytest.skip("no system python3 without a TFLite runtime here")
+    proc = run_cli(str(compiled), "--to", "local:%s" % (tmp_path / "board"), "--python", bare, "--out",
+                   str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 50, proc.stderr
+    assert "no TFLite runtime" in proc.stderr and "tflite-runtime" in proc.stderr
+
+
+# --- a real sshd on 127.0.0.1 -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, object]]:
+    """A real OpenSSH server on 127.0.0.1 with a throw-away host key and one authorized user key."""
+    if not SSHD.exists() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        message = "OpenSSH server/client missing (%s, ssh, ssh-keygen); apt-get install openssh-server" % SSHD
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "user_key", "stranger_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+    (root / "authorized_keys").write_text((root / "user_key.pub").read_text())
+    os.chmod(root / "authorized_keys", 0o600)
+    port = _free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                "ListenAddress 127.0.0.1",
+                "Port %d" % port,
+                "HostKey %s" % (root / "host_key"),
+                "AuthorizedKeysFile %s" % (root / "authorized_keys"),
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "PermitRootLogin prohibit-password",
+                "UsePAM no",
+                "StrictModes no",
+                "PidFile %s" % (root / "sshd.pid"),
+                "",
+            ]
+        )
+    )
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
+    log = (root / "sshd.log").open("w")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("sshd did not start: %s" % (root / "sshd.log").read_text()[-2000:])
+            time.sleep(0.1)
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield {
+            "url": "ssh://%s@127.0.0.1:%d" % (user, port),
+            "port": port,
+            "user": user,
+            "key": root / "user_key",
+            "stranger_key": root / "stranger_key",
+            "known_hosts": root / "known_hosts",
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def ssh_args(sshd: Dict[str, object], key: str = "key") -> List[str]:
+    return ["--identity", str(sshd[key]), "--known-hosts", str(sshd["known_hosts"]), "--python", sys.executable]
+
+
+def test_real_sshd_deploy_bench_matches_local_in_shape_and_cleans_up(
+    sshd: Dict[str, object], compiled: Path, tmp_path: Path
+) -> None:
+    remote_base = tmp_path / "remote"
+    remote_base.mkdir()
+    runs = ["--runs", "5", "--warmup", "1", "--json"]
+    over_ssh = run_cli(str(compiled), "--to", str(sshd["url"]), *ssh_args(sshd), "--remote-dir", str(remote_base),
+                       "--out", str(tmp_path / "ssh"), *runs)  # fmt: skip
+    assert over_ssh.returncode == 0, over_ssh.stderr[-2000:]
+    local = run_cli(str(compiled), "--to", "local:%s" % (tmp_path / "local"), "--out", str(tmp_path / "loc"), *runs)
+    assert local.returncode == 0, local.stderr[-2000:]
+    ssh_report, local_report = json.loads(over_ssh.stdout), json.loads(local.stdout)
+    assert ssh_report["target"] == sshd["url"]
+    assert ssh_report["remote"]["interpreter"] == sys.executable
+    assert ssh_report["bundle"]["sha256"] == local_report["bundle"]["sha256"]  # same bundle, either transport
+
+    def shape(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shape(v) for v in value[:1]]
+        return type(value).__name__ if value is not None else None
+
+    (ssh_result,), (local_result,) = ssh_report["results"], local_report["results"]
+    assert shape(ssh_result["bench"]) == shape(local_result["bench"])
+    assert ssh_result["summary"]["backend"] == local_result["summary"]["backend"] == "cpu"
+    assert TWIN in ssh_result["summary"]["fallback_reason"]
+    assert ssh_result["bench"]["runs"] == 5 and ssh_result["summary"]["p50_ms"] > 0
+    assert ssh_report["remote_dir"].startswith(str(remote_base))
+    assert not Path(ssh_report["remote_dir"]).exists() and list(remote_base.iterdir()) == []
+
+
+def test_real_sshd_keep_leaves_the_verified_bundle(sshd: Dict[str, object], compiled: Path, tmp_path: Path) -> None:
+    remote_base = tmp_path / "remote"
+    proc = run_cli(str(compiled), "--to", str(sshd["url"]), *ssh_args(sshd), "--remote-dir", str(remote_base),
+                   "--runs", "2", "--warmup", "0", "--keep", "--out", str(tmp_path / "out"), "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    kept = Path(report["remote_dir"])
+    assert report["kept"] and kept.parent == remote_base
+    assert hashlib.sha256((kept / "manifest.json").read_bytes()).hexdigest() == report["bundle"]["sha256"]
+    assert (kept / "models" / COMPILED).read_bytes() == compiled.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("wrong-port", ["refused"]),
+        ("wrong-key", ["authentication failed", "--identity"]),
+        ("python-missing", ["/nonexistent/python3", "--python"]),
+        ("upload-fails", ["upload to", "failed"]),
+    ],
+)
+def test_real_sshd_errors_are_one_line_exit_50(
+    sshd: Dict[str, object], compiled: Path, tmp_path: Path, case: str, words: List[str]
+) -> None:
+    url, args = str(sshd["url"]), ssh_args(sshd)
+    if case == "wrong-port":
+        url = "ssh://%s@127.0.0.1:%d" % (sshd["user"], _free_port())
+    elif case == "wrong-key":
+        args = ssh_args(sshd, key="stranger_key")
+    elif case == "python-missing":
+        args = args[:-1] + ["/nonexistent/python3"]
+    remote_dir = "/proc/edgepipe-cannot-write-here" if case == "upload-fails" else str(tmp_path / "remote")
+    proc = run_cli(str(compiled), "--to", url, *args, "--remote-dir", remote_dir, "--runs", "2",
+                   "--out", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 50, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert url.split("@")[-1] in errors[0] or case == "python-missing"
+    assert not (tmp_path / "out").exists()
