@@ -195,7 +195,9 @@ def _raw_input(port: _Port, rng: np.random.RandomState) -> np.ndarray:
 
 
 @dataclass
-class BenchResult:
+class SessionResult:
+    """What every result says about the run: the schema, the model, and where and why it ran."""
+
     schema_version: int
     kind: str
     created: str
@@ -209,6 +211,10 @@ class BenchResult:
     fallback_fix: Optional[str]
     notes: List[str]
     load_ms: float
+
+
+@dataclass
+class BenchResult(SessionResult):
     runs: int
     warmup: int
     preprocess: Optional[str]
@@ -511,20 +517,7 @@ def predict(
 
 
 @dataclass
-class EvalResult:
-    schema_version: int
-    kind: str
-    created: str
-    model: Dict[str, Any]
-    run_model: Dict[str, Any]
-    requested_backend: str
-    backend: str  # where it ran: "edgetpu" or "cpu"
-    backend_reason: str  # why it ran there (for `auto` on the CPU: why the Edge TPU was not used)
-    device: Optional[str]
-    fallback_reason: Optional[str]
-    fallback_fix: Optional[str]
-    notes: List[str]
-    load_ms: float
+class EvalResult(SessionResult):
     dataset: Dict[str, Any]
     n: int
     top1: float
