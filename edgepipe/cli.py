@@ -941,6 +941,29 @@ def deploy_command(
     emit(report, as_json, _render_deploy)
 
 
+# --- fleet (issue: fleet) -------------------------------------------------------------------
+
+fleet_app = typer.Typer(no_args_is_help=True, help="Field validation of deployed boards (an inventory file).")
+app.add_typer(fleet_app, name="fleet")
+
+
+@fleet_app.command("validate")
+@handles_errors
+def fleet_validate_command(
+    inventory: Path = typer.Argument(..., help="Inventory JSON: boards, models, expectations (edgepipe/fleet.py)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous fleet_report.json to compare."),
+    out_dir: Path = typer.Option(Path("runs/fleet"), "--out", help="Folder for fleet_report.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Deploy to every board, judge each against the expectations; exit 0 all pass, 1 any not, 2 bad inventory."""
+    from .fleet import fleet_table, validate_fleet
+
+    report = validate_fleet(inventory, baseline=baseline, out_dir=out_dir,
+                            progress=lambda message: err.print(message, style="dim", markup=False))  # fmt: skip
+    emit(report, as_json, lambda r: (out.print(fleet_table(r)), out.print("report: %s" % r.report_path)))
+    raise typer.Exit(report.exit_code)
+
+
 def main() -> None:
     app()
 

@@ -25,6 +25,7 @@ __all__ = [
     "ConversionError",
     "DatasetError",
     "DeployError",
+    "RemoteCommandError",
     "EdgepipeError",
     "InferenceError",
     "InputNotFoundError",
@@ -96,3 +97,8 @@ class DeployError(EdgepipeError):
     """A model or bundle could not be put on, or run on, the target."""
 
     exit_code = 50
+
+
+class RemoteCommandError(DeployError):
+    """The target was reached and the bundle verified there, but a device-side command (bench, eval) failed."""
+

@@ -10,22 +10,19 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import pytest
-from conftest import IN_CI
+from conftest import free_port
 
 from edgepipe.deploy import LocalTarget, build_bundle, deploy
 from edgepipe.errors import DeployError
 
 COMPILED = "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 TWIN = "mobilenet_v1_0.25_128_quant.tflite"
-SSHD = Path("/usr/sbin/sshd")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -166,78 +163,6 @@ def test_remote_python_without_numpy_or_tflite_is_named_with_packages_to_install
 # --- a real sshd on 127.0.0.1 -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, object]]:
-    """A real OpenSSH server on 127.0.0.1 with a throw-away host key and one authorized user key."""
-    if not SSHD.exists() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        message = "OpenSSH server/client missing (%s, ssh, ssh-keygen); apt-get install openssh-server" % SSHD
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "user_key", "stranger_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
-    (root / "authorized_keys").write_text((root / "user_key.pub").read_text())
-    os.chmod(root / "authorized_keys", 0o600)
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        "\n".join(
-            [
-                "ListenAddress 127.0.0.1",
-                "Port %d" % port,
-                "HostKey %s" % (root / "host_key"),
-                "AuthorizedKeysFile %s" % (root / "authorized_keys"),
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "PermitRootLogin prohibit-password",
-                "UsePAM no",
-                "StrictModes no",
-                "PidFile %s" % (root / "sshd.pid"),
-                "",
-            ]
-        )
-    )
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
-    log = (root / "sshd.log").open("w")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("sshd did not start: %s" % (root / "sshd.log").read_text()[-2000:])
-            time.sleep(0.1)
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        yield {
-            "url": "ssh://%s@127.0.0.1:%d" % (user, port),
-            "port": port,
-            "user": user,
-            "key": root / "user_key",
-            "stranger_key": root / "stranger_key",
-            "known_hosts": root / "known_hosts",
-        }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def ssh_args(sshd: Dict[str, object], key: str = "key") -> List[str]:
     return ["--identity", str(sshd[key]), "--known-hosts", str(sshd["known_hosts"]), "--python", sys.executable]
 
@@ -300,7 +225,7 @@ def test_real_sshd_errors_are_one_line_exit_50(
 ) -> None:
     url, args = str(sshd["url"]), ssh_args(sshd)
     if case == "wrong-port":
-        url = "ssh://%s@127.0.0.1:%d" % (sshd["user"], _free_port())
+        url = "ssh://%s@127.0.0.1:%d" % (sshd["user"], free_port())
     elif case == "wrong-key":
         args = ssh_args(sshd, key="stranger_key")
     elif case == "python-missing":

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Type
 
 from .. import __version__
-from ..errors import DeployError
+from ..errors import DeployError, RemoteCommandError
 from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_SNIPPET, Bundle, build_bundle
 from .transport import LocalTarget, SshTarget, Target, last_error_line
@@ -71,8 +71,10 @@ def _parse_json(stdout: str, what: str, target: Target) -> Dict[str, Any]:
     return value
 
 
-def _remote_failure(what: str, target: Target, rc: int, stdout: str, stderr: str) -> DeployError:
-    """DeployError carrying the remote's own one-line error (its JSON error record when it printed one)."""
+def _remote_failure(
+    what: str, target: Target, rc: int, stdout: str, stderr: str, error_class: Type[DeployError] = DeployError
+) -> DeployError:
+    """DeployError (or `error_class`) with the remote's own one-line error (its JSON error record, if any)."""
     line = last_error_line(stderr)
     try:
         record = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
@@ -83,7 +85,7 @@ def _remote_failure(what: str, target: Target, rc: int, stdout: str, stderr: str
         line = "%s (%s, exit %s)" % (error.get("message"), error.get("type"), error.get("exit_code"))
         if error.get("hint"):
             line += ". %s" % error["hint"]
-    return DeployError("%s failed on %s (exit %d): %s" % (what, target.describe(), rc, " ".join(line.split())))
+    return error_class("%s failed on %s (exit %d): %s" % (what, target.describe(), rc, " ".join(line.split())))
 
 
 def check_python(target: Target) -> str:
@@ -220,7 +222,8 @@ def deploy(
                     argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
                     rc, stdout, stderr = target.run(argv, cwd=remote)
                     if rc != 0:
-                        raise _remote_failure("%s of %s" % (name, model.name), target, rc, stdout, stderr)
+                        what = "%s of %s" % (name, model.name)
+                        raise _remote_failure(what, target, rc, stdout, stderr, RemoteCommandError)
                     outputs[name] = _parse_json(stdout, "%s of %s" % (name, model.name), target)
                 results.append(
                     ModelResult(
