@@ -591,3 +591,38 @@ def test_data_dir_from_environment(seed_model: Dict[str, Any], work: Path, monke
     result = run_cli(["convert", seed_model["path"], "-o", work / "env.tflite", "--calib", "mnist"])
     assert result.exit_code == 3 and "EDGEPIPE_DATA" in flat(result.stderr)
 
+
+@pytest.mark.slow
+def test_two_output_model_converts_and_each_output_matches_keras(work: Path) -> None:
+    """TFLite orders the outputs differently from Keras (here 5-wide first); the float check and the int8
+    model must still pair each output with its own Keras head."""
+    import keras
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    model = keras.Model(inp, [keras.layers.Dense(3, name="zeta_head")(x), keras.layers.Dense(5, name="alpha_head")(x)])
+    source = work / "two_heads.keras"
+    model.save(str(source))
+    samples = np.random.RandomState(0).rand(64, 8, 8, 1).astype(np.float32)
+    calib = work / "two_heads_calib.npy"
+    np.save(str(calib), samples)
+    report = convert_model(source, work / "two_heads.tflite", calib="npy:%s" % calib, quiet=True)
+    assert sorted(o["shape"][1] for o in report.outputs) == [3, 5]
+    assert all(o["dtype"] == "uint8" for o in report.outputs)
+    assert report.float_check["max_abs_diff"] <= report.float_check["tolerance"]
+
+    expected = {out.shape[-1]: out for out in model(samples[:16])}  # Keras heads by width
+    runner = Interpreter(model_path=str(work / "two_heads.tflite"))
+    runner.allocate_tensors()
+    (inp_detail,) = runner.get_input_details()
+    scale, zero = inp_detail["quantization"]
+    for i in range(16):
+        runner.set_tensor(
+            inp_detail["index"], np.clip(np.round(samples[i : i + 1] / scale + zero), 0, 255).astype(np.uint8)
+        )
+        runner.invoke()
+        for detail in runner.get_output_details():
+            o_scale, o_zero = detail["quantization"]
+            got = (runner.get_tensor(detail["index"]).astype(np.float32) - o_zero) * o_scale
+            want = np.asarray(expected[detail["shape"][-1]][i])
+            assert np.max(np.abs(got[0] - want)) <= 4 * o_scale + 0.05 * np.max(np.abs(want))
