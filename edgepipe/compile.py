@@ -10,7 +10,6 @@ never by line number. Facts and exact strings: ../shared/edgetpu/REFERENCE.md §
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import platform
@@ -33,7 +32,7 @@ from .errors import (
     ModelFormatError,
     OutputWriteError,
 )
-from .runtime.report import write_json_atomic
+from .runtime.report import sha256_file, write_json_atomic
 from .runtime.tflite_reader import read_model
 
 COMPILER_ENV = "EDGEPIPE_EDGETPU_COMPILER"
@@ -916,14 +915,6 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _watchdog_s(
     timeout_s: int, segments: Optional[int], search_delegate: bool, search_step: Optional[int], ops: int
 ) -> float:
@@ -1108,7 +1099,7 @@ def _fill_results(results: List[ModelResult], out: CompilerOutput, out_dir: Path
             r.input_bytes = os.path.getsize(r.input)
         if r.output:
             r.output_bytes = os.path.getsize(r.output)
-            r.sha256 = _sha256(Path(r.output))
+            r.sha256 = sha256_file(r.output)
         if block is not None:
             r.on_chip_bytes = block.on_chip_bytes
             r.on_chip_remaining_bytes = block.on_chip_remaining_bytes

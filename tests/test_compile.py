@@ -33,6 +33,7 @@ from edgepipe.compile import (
     report_from_log,
 )
 from edgepipe.errors import CompileError, CompileRejected, CompilerNotFound, ModelFormatError
+from edgepipe.runtime.report import sha256_file
 
 MIB, KIB = 1024 * 1024, 1024
 
@@ -630,7 +631,7 @@ def test_replay_partial_mapping_is_rejected(replay_env: dict, monkeypatch: pytes
     assert saved["verdict"] == "rejected" and saved["cpu_ops"] == 34 and saved["error"] is None
     assert {r["name"] for r in saved["operators"] if not r["mapped"]} >= {"LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR"}
     model = saved["models"][0]
-    assert model["sha256"] == stage._sha256(out / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
+    assert model["sha256"] == sha256_file(out / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
     assert model["on_chip_bytes"] == 3 * KIB and model["log"].endswith("_edgetpu.log")
     # the real pre-flight (edgepipe inspect) of mobilenet against the replayed yolov3 table: they disagree
     assert saved["preflight"] == "compared"

@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__
 from ..errors import DeployError, InputNotFoundError
 from ..runtime.backend import twin_path
-from ..runtime.report import write_bytes_atomic
+from ..runtime.report import sha256_file, write_bytes_atomic
 from ..runtime.tflite_reader import read_model
 
 MANIFEST_NAME = "manifest.json"
@@ -59,14 +59,6 @@ class Bundle:
     @property
     def total_bytes(self) -> int:
         return sum(int(f["size"]) for f in self.files.values())
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _copy_runtime(dest: Path) -> None:
@@ -182,7 +174,7 @@ def build_bundle(
     files: Dict[str, Dict[str, Any]] = {}
     for path in sorted(p for p in dest.rglob("*") if p.is_file()):
         rel = path.relative_to(dest).as_posix()
-        files[rel] = {"sha256": _sha256_file(path), "size": path.stat().st_size}
+        files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "edgepipe_version": __version__,

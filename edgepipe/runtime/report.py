@@ -7,10 +7,11 @@ renamed, so a reader (or a crashed run) never sees half a file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Union
 
 from .errors import OutputWriteError
 
@@ -37,6 +38,15 @@ def to_jsonable(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), indent=2, sort_keys=False)
+
+
+def sha256_file(path: "Union[str, os.PathLike[str]]") -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (models can be large)."""
+    digest = hashlib.sha256()
+    with open(os.fspath(path), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:

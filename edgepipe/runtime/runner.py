@@ -16,7 +16,6 @@ really have B rows after an invoke), and any failure falls back to batch 1, sayi
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import platform
 import socket
@@ -31,7 +30,7 @@ from .backend import Session, open_session, pycoral_version
 from .edgetpu import find_library
 from .errors import DatasetError, InferenceError
 from .preprocess import check_preset, dequantize, quantize, to_model_input
-from .report import RESULT_SCHEMA_VERSION
+from .report import RESULT_SCHEMA_VERSION, sha256_file
 
 CONFUSION_MAX_CLASSES = 100
 DEFAULT_BATCH = 64
@@ -43,16 +42,8 @@ Progress = Callable[[int, int], None]
 # --- result pieces --------------------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_file(path: str) -> Dict[str, Any]:
-    return {"path": os.path.abspath(path), "sha256": _sha256(path), "size_bytes": os.path.getsize(path)}
+    return {"path": os.path.abspath(path), "sha256": sha256_file(path), "size_bytes": os.path.getsize(path)}
 
 
 def environment(session: Optional[Session] = None) -> Dict[str, Any]:
