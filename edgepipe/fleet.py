@@ -50,14 +50,13 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .deploy import DeployReport, deploy, parse_target
 from .errors import DeployError, EdgepipeError, OutputWriteError, RemoteCommandError
-from .runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
+from .runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, utc_now, write_json_atomic
 
 REPORT_NAME = "fleet_report.json"
 DEFAULT_MAX_TOP1_DROP_PP = 1.0
@@ -139,7 +138,7 @@ class FleetReport:
     schema_version: int = RESULT_SCHEMA_VERSION
     kind: str = "fleet"
     edgepipe_version: str = __version__
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+    created: str = field(default_factory=utc_now)
 
     @property
     def exit_code(self) -> int:

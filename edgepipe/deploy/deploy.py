@@ -14,13 +14,12 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Type
 
 from .. import __version__
 from ..errors import DeployError, RemoteCommandError
-from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, write_json_atomic
+from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, utc_now, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_SNIPPET, Bundle, build_bundle
 from .transport import LocalTarget, SshTarget, Target, last_error_line
 
@@ -52,7 +51,7 @@ class DeployReport:
     schema_version: int = RESULT_SCHEMA_VERSION
     kind: str = "deploy"
     edgepipe_version: str = __version__
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+    created: str = field(default_factory=utc_now)
 
 
 Progress = Callable[[str], None]

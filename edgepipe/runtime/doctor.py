@@ -12,7 +12,6 @@ Every problem has a `fix`. Severity "error" means the Edge TPU cannot be used as
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import socket
@@ -37,7 +36,7 @@ from .edgetpu import (
     udev_rules,
     usb_devices,
 )
-from .report import RESULT_SCHEMA_VERSION
+from .report import RESULT_SCHEMA_VERSION, utc_now
 from .tflite_backend import INSTALL_HINT, requested_runtime, survey_runtimes
 
 MIN_PYTHON = (3, 7)
@@ -73,10 +72,6 @@ class DoctorReport:
     def add_problem(self, problem: Problem) -> None:
         self.problems.append(problem)
         self.ok = self.ok and problem.severity != "error"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def _python() -> Dict[str, Any]:
@@ -287,7 +282,7 @@ def diagnose(
     return DoctorReport(
         schema_version=RESULT_SCHEMA_VERSION,
         kind="doctor",
-        created=_now(),
+        created=utc_now(),
         python=python,
         platform=_platform(),
         runtimes=runtimes,

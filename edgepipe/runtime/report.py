@@ -7,6 +7,7 @@ renamed, so a reader (or a crashed run) never sees half a file.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -38,6 +39,11 @@ def to_jsonable(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), indent=2, sort_keys=False)
+
+
+def utc_now() -> str:
+    """When a result was made: UTC, ISO 8601, whole seconds (the same in every edgepipe result)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def sha256_file(path: "Union[str, os.PathLike[str]]") -> str:

@@ -15,7 +15,6 @@ really have B rows after an invoke), and any failure falls back to batch 1, sayi
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import socket
@@ -30,7 +29,7 @@ from .backend import Session, open_session, pycoral_version
 from .edgetpu import find_library
 from .errors import DatasetError, InferenceError
 from .preprocess import check_preset, dequantize, quantize, to_model_input
-from .report import RESULT_SCHEMA_VERSION, sha256_file
+from .report import RESULT_SCHEMA_VERSION, sha256_file, utc_now
 
 CONFUSION_MAX_CLASSES = 100
 DEFAULT_BATCH = 64
@@ -77,10 +76,6 @@ def environment(session: Optional[Session] = None) -> Dict[str, Any]:
     env["reference_kernels"] = session.reference_kernels
     env["via_pycoral"] = session.via_pycoral
     return env
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def _session_fields(session: Session) -> Dict[str, Any]:
@@ -280,7 +275,7 @@ def benchmark(
     return BenchResult(
         schema_version=RESULT_SCHEMA_VERSION,
         kind="bench",
-        created=_now(),
+        created=utc_now(),
         runs=runs,
         warmup=warmup,
         preprocess=preset,
@@ -580,7 +575,7 @@ def evaluate(
     return EvalResult(
         schema_version=RESULT_SCHEMA_VERSION,
         kind="eval",
-        created=_now(),
+        created=utc_now(),
         dataset=data,
         n=n,
         top1=round(float(hit1.mean()), 6),

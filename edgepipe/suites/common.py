@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import CompileError, CompileRejected, CompilerNotFound, EdgepipeError
 from ..runtime.backend import open_session
-from ..runtime.report import RESULT_SCHEMA_VERSION
+from ..runtime.report import RESULT_SCHEMA_VERSION, utc_now
 from ..runtime.runner import benchmark, environment, evaluate
 
 Progress = Callable[[int, int], None]
@@ -60,10 +60,6 @@ class SuiteReport:
     duration_s: float
     warnings: List[str] = field(default_factory=list)
     report_path: Optional[str] = None
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def measure_variant(
@@ -140,7 +136,7 @@ def finish_report(
     report = SuiteReport(
         suite=suite,
         schema_version=RESULT_SCHEMA_VERSION,
-        created=now(),
+        created=utc_now(),
         out_dir=str(out_dir),
         results=results,
         data=data,
@@ -228,7 +224,6 @@ __all__ = [
     "environment_without_session",
     "finish_report",
     "measure_variant",
-    "now",
     "step_callback",
     "suite_progress",
 ]
