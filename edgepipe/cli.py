@@ -478,18 +478,15 @@ def compile_command(
 ) -> None:
     """Compile for the Edge TPU with edgetpu_compiler and judge the result (accepted / rejected / failed)."""
     from .compile import REPORT_NAME, compile_models, report_from_log, verdict_error
-    from .errors import CompileError, CompileRejected, OutputWriteError
-    from .runtime.report import write_json_atomic
+    from .errors import CompileError, CompileRejected
+    from .runtime.report import make_dirs, write_json_atomic
 
     if from_log is not None:
         if models:
             raise typer.BadParameter("--from-log takes no MODEL arguments", param_hint="MODELS")
         report = report_from_log(from_log, allow_cpu_ops=allow_cpu_ops)
         if out_dir is not None:
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputWriteError("cannot create %s: %s" % (out_dir, exc.strerror or exc)) from None
+            make_dirs(out_dir)
             report.report_path = str(out_dir / REPORT_NAME)
             write_json_atomic(report.report_path, report)
         _show_compile(report, as_json)

@@ -41,7 +41,7 @@ from .errors import (
     UnquantizableOpsError,
 )
 from .runtime.preprocess import check_preset, to_float
-from .runtime.report import write_bytes_atomic, write_json_atomic
+from .runtime.report import make_dirs, write_bytes_atomic, write_json_atomic
 from .runtime.tflite_reader import Model, Operator, Tensor, describe_tensor, read_model_bytes
 
 TARGETS = ("edgetpu", "int8", "float16", "dynamic", "float")
@@ -813,10 +813,7 @@ def convert_model(
         duration_s=0.0,
         warnings=warnings,
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError("cannot create %s: %s" % (out.parent, exc.strerror or exc)) from None
+    make_dirs(out.parent)
     report.duration_s = round(time.monotonic() - started, 2)
     write_bytes_atomic(str(out), data)
     try:

@@ -55,8 +55,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .deploy import DeployReport, deploy, parse_target
-from .errors import DeployError, EdgepipeError, OutputWriteError, RemoteCommandError
-from .runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, utc_now, write_json_atomic
+from .errors import DeployError, EdgepipeError, RemoteCommandError
+from .runtime.report import RESULT_SCHEMA_VERSION, make_dirs, to_jsonable, utc_now, write_json_atomic
 
 REPORT_NAME = "fleet_report.json"
 DEFAULT_MAX_TOP1_DROP_PP = 1.0
@@ -415,10 +415,8 @@ def validate_fleet(
     inventory = load_inventory(Path(inventory_path))
     base = load_baseline(Path(baseline)) if baseline is not None else None
     out_dir = Path(out_dir)
-    try:  # before any board: an unwritable --out must not be mistaken for unreachable boards
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError("cannot create %s: %s" % (out_dir, exc), hint="Pick a writable --out") from None
+    # Before any board: an unwritable --out must not be mistaken for unreachable boards.
+    make_dirs(out_dir, hint="Pick a writable --out")
     results: List[BoardResult] = []
     for board in inventory.boards:  # one after another: boards often share a link, and timings stay clean
         say("%s: validating on %s" % (board.name, board.target.describe()))

@@ -55,6 +55,14 @@ def sha256_file(path: "Union[str, os.PathLike[str]]") -> str:
     return digest.hexdigest()
 
 
+def make_dirs(path: "Union[str, os.PathLike[str]]", hint: str = "") -> None:
+    """Create a directory (and its parents) or say, as an OutputWriteError, why it cannot be made."""
+    try:
+        os.makedirs(os.fspath(path), exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError("cannot create %s: %s" % (os.fspath(path), exc.strerror or exc), hint=hint) from None
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
     path = os.fspath(path)

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..convert import convert_model
 from ..data import load_dataset
-from ..errors import DatasetError, OutputWriteError
-from ..runtime.report import to_jsonable
+from ..errors import DatasetError
+from ..runtime.report import make_dirs, to_jsonable
 from .common import (
     SuiteReport,
     VariantResult,
@@ -56,14 +56,6 @@ def load_mnist_splits(data_dir: Optional[Path], seed: int) -> Tuple[Any, Any, Di
     }
     return fit, held, info
 
-
-def _prepare_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError(
-            "cannot create %s: %s" % (out_dir, exc.strerror or exc), hint="Choose another --out"
-        ) from None
 
 
 def train_model(train: Any, epochs: int, seed: int, path: Path) -> Dict[str, Any]:
@@ -101,7 +93,7 @@ def run_mnist_suite(
     """Run the suite; write `out_dir/results.json` and the models beside it; return the report."""
     started = time.monotonic()
     out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir)
+    make_dirs(out_dir, hint="Choose another --out")
     if epochs < 1:
         raise DatasetError("--epochs must be at least 1, got %d" % epochs)
     train, test, data_info = load_mnist_splits(data_dir, seed)

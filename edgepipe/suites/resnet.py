@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional
 
 from ..convert import convert_model
 from ..data import find_data_dir, load_dataset
-from ..errors import DatasetError, InputNotFoundError, ModelFormatError, OutputWriteError
-from ..runtime.report import to_jsonable
+from ..errors import DatasetError, InputNotFoundError, ModelFormatError
+from ..runtime.report import make_dirs, to_jsonable
 from .common import (
     SuiteReport,
     VariantResult,
@@ -131,10 +131,7 @@ def run_resnet_suite(
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise DatasetError("unknown model %r" % unknown[0], hint="Use %s" % " or ".join(MODELS))
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError("cannot create %s: %s" % (out_dir, exc.strerror or exc)) from None
+    make_dirs(out_dir, hint="Choose another --out")
     results: List[VariantResult] = []
     steps: Dict[str, Any] = {}
     data: Dict[str, Any] = {}
