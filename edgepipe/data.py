@@ -646,6 +646,20 @@ def load_dataset(
     raise DatasetError("dataset %r has no loader" % spec)
 
 
+def load_dataset_for_input(
+    spec: str,
+    size: Tuple[int, int],
+    *,
+    split: str = "test",
+    data_dir: Optional[Path] = None,
+    limit: Optional[int] = None,
+) -> Dataset:
+    """`load_dataset` for a model whose input is `size` (height, width): decoded images (`images:DIR`,
+    cifar10) are resized to it; MNIST and npy arrays come as they are (the runner reshapes them)."""
+    resizable = spec.partition(":")[0] in ("images", "cifar10")
+    return load_dataset(spec, split=split, data_dir=data_dir, limit=limit, image_size=size if resizable else None)
+
+
 def select_samples(ds: Dataset, n: int, seed: int) -> Dataset:
     """A deterministic, seeded random subset of `n` samples (all of them, in order, if n >= len)."""
     if n < 1:

@@ -94,7 +94,7 @@ def eval_model(
     Images are loaded at the model's input size. `label_offset=None` guesses it (1 when the model has
     one output more than the dataset has classes, as Coral's 1001-output ImageNet models do).
     """
-    from .data import load_dataset
+    from .data import load_dataset_for_input
 
     session = open_session(
         str(model),
@@ -105,9 +105,7 @@ def eval_model(
         num_threads=threads,
     )
     height, width, _ = _input_geometry(session)
-    kind = dataset.partition(":")[0]
-    image_size = (height, width) if kind in ("images", "cifar10") else None
-    ds = load_dataset(dataset, split=split, data_dir=data_dir, limit=limit, image_size=image_size)
+    ds = load_dataset_for_input(dataset, (height, width), split=split, data_dir=data_dir, limit=limit)
     targets = ds.labels
     if labels is not None:
         targets = _load_labels(labels, len(ds))

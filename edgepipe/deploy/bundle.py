@@ -81,11 +81,9 @@ def _input_size(model_path: Path) -> Tuple[int, int]:
 
 def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size: Tuple[int, int]) -> bytes:
     """The .npz the device-side `eval --data` reads, loaded and resized as `edgepipe eval` does."""
-    from ..data import load_dataset
+    from ..data import load_dataset_for_input
 
-    kind = spec.partition(":")[0]
-    image_size = size if kind in ("images", "cifar10") else None  # as edgepipe.measure.eval_model does
-    ds = load_dataset(spec, data_dir=data_dir, limit=limit, image_size=image_size)
+    ds = load_dataset_for_input(spec, size, data_dir=data_dir, limit=limit)
     if ds.labels is None:
         raise DeployError(
             "dataset %s has no labels, so it cannot be evaluated on the target" % ds.name,
