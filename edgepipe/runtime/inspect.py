@@ -18,8 +18,8 @@ alternating supported / unsupported node sets by data dependence (tensorflow/lit
 largest: logs 07 and 08 map 2 and 1 ops although hundreds of supported ops follow. Unsupported ops
 ahead of that set do not end it: log 09's float-input QUANTIZE stays on the CPU while every later op
 maps. Every supported op in a later set is "More than one subgraph is not supported" (#30, #461),
-unless the experimental multiple-subgraph mode (`-a`) is on. On the deeplab pair this model gives the
-compiler's exact split, down to the two tensors the compiled op outputs.
+unless the experimental multiple-subgraph mode (`-a`) is on. On the deeplab pairs this model gives the
+compiler's exact split, down to the tensors the compiled op outputs.
 
 Compiled model: which ops are `edgetpu-custom-op` nodes, which stayed on the CPU, and which tensors
 cross between them. Such a model needs the Edge TPU delegate; it cannot run on the CPU.
@@ -165,10 +165,11 @@ RULES: Tuple[Rule, ...] = (
         "RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR whose output is more than 2x its input along height "
         "or width. coral.ai only says that, depending on input/output size, resizes may not map; no "
         "threshold is published. 2x is the largest factor seen mapped (logs 10, 12); the deeplab pair's "
-        "1x1→33x33 resize is where its mapping stops",
+        "1x1→33x33 resize is where its mapping stops, and the cityscapes pair leaves its 33x33→513x513 "
+        "resize as its first CPU op",
         OTHERWISE_NOT_MAPPED,
         "#31 (status for a size-rejected resize), #206, #597 (maintainer: 'not mapped to TPU due to "
-        "their size'); deeplab pair; logs 10, 12",
+        "their size'); deeplab and cityscapes pairs; logs 10, 12",
         False,
     ),
     Rule(
@@ -186,7 +187,8 @@ RULES: Tuple[Rule, ...] = (
         "every other op; uncertain when the op was never seen mapped in a real compiler output, when its "
         "version is from TF 2.5-2.6, for resizes (size limits unpublished), and for FULLY_CONNECTED with "
         "per-axis (per-channel) weights, which TF 2.21 writes but the TFLite int8 spec lists only for "
-        "convolutions: no public compiler output shows what compiler 16 does with them (REFERENCE §1.7, §6)",
+        "convolutions: no public compiler output shows what compiler 16 does with them (REFERENCE §1.7, §6), "
+        "and for TILE other than the one form seen mapped (TILE_SEEN)",
         MAPPED,
         "see EDGETPU_OPS",
         True,
@@ -223,7 +225,7 @@ EDGETPU_OPS: Dict[str, str] = {
     "RELU6": "",
     "RELU_N1_TO_1": "",
     "RESHAPE": "logs 05, 06, 09, 12; mobilenet_v1, keras_lstm pairs",
-    "RESIZE_BILINEAR": "",
+    "RESIZE_BILINEAR": "cityscapes pair (a 33x33 to 33x33 resize inside the compiled op)",
     "RESIZE_NEAREST_NEIGHBOR": "logs 10, 12",
     "RSQRT": "",
     "SLICE": "",
@@ -236,10 +238,18 @@ EDGETPU_OPS: Dict[str, str] = {
     "SUM": "",
     "SQUARED_DIFFERENCE": "",
     "TANH": "",
+    # Not in coral.ai's table as REFERENCE §2.2 quotes it, yet Google's own compiled cityscapes model
+    # maps it: its edgetpu-custom-op outputs only the tensor after TILE, QUANTIZE, CONCATENATION and
+    # two CONV_2D, so all of them ran inside it. Seen only there, so see TILE_SEEN for what is certain.
+    "TILE": "cityscapes pair (TILE v1, uint8 [1, 1, 1, 128] tiled to [1, 33, 33, 128])",
     # coral.ai lists it, yet compiler 15 answered "Operation not supported" (log 08).
     "TRANSPOSE": "",
     "TRANSPOSE_CONV": "",
 }
+
+# What the one real TILE seen mapped did (cityscapes pair): constant multiples that repeat only along
+# height and width of a rank-4 activation. Any other TILE is believed to map but is uncertain.
+TILE_SEEN = "constant multiples [1, h, w, 1] on a rank-4 activation (cityscapes pair)"
 
 # Inputs that must be compile-time constants: filter and bias (TRANSPOSE_CONV: output shape 0, filter 1,
 # input 2, bias 3). Positions from TFLite's op definitions.
@@ -473,9 +483,14 @@ def _version_check(op: Operator) -> Tuple[str, bool, str]:
 
 
 def _strides(model: Model, sg: Subgraph, op: Operator) -> Optional[List[int]]:
-    if len(op.inputs) < 4:
+    return _small_int_constant(model, sg, op, 3)
+
+
+def _small_int_constant(model: Model, sg: Subgraph, op: Operator, position: int) -> Optional[List[int]]:
+    """The values of a small constant int32/int64 input (strides, multiples), or None."""
+    if len(op.inputs) <= position:
         return None
-    t = _tensor(sg, op.inputs[3])
+    t = _tensor(sg, op.inputs[position])
     if t is None or not t.is_constant or t.dtype not in ("INT32", "INT64"):
         return None
     fmt = "i" if t.dtype == "INT32" else "q"
@@ -566,6 +581,20 @@ def _check_op(model: Model, sg: Subgraph, op: Operator) -> _Check:
             notes.append("its strides are not a readable constant")
         elif any(s != 1 for s in strides):
             return _Check("strided-slice-stride", True, "strides %s" % _dims(strides))
+
+    if op.name == "TILE":
+        multiples = _small_int_constant(model, sg, op, 1)
+        t_in = _tensor(sg, op.inputs[0]) if op.inputs else None
+        seen = (
+            multiples is not None
+            and len(multiples) == 4
+            and multiples[0] == multiples[3] == 1
+            and t_in is not None
+            and len(t_in.shape) == 4
+        )
+        if not seen:
+            certain = False
+            notes.append("TILE was seen mapped only with %s; this one differs" % TILE_SEEN)
 
     if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1:
         weights = _tensor(sg, op.inputs[1])
