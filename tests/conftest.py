@@ -25,6 +25,7 @@ except ImportError:
     pass
 
 from edgepipe import compile as compile_stage
+from edgepipe.compile import command as compile_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
@@ -78,7 +79,7 @@ def replay_env(monkeypatch: pytest.MonkeyPatch, compiler_logs: Path, tmp_path: P
     monkeypatch.setenv(compile_stage.COMPILER_ENV, str(REPLAY))
     monkeypatch.setenv("EDGEPIPE_REPLAY_DIR", str(compiler_logs))
     monkeypatch.setenv("EDGEPIPE_REPLAY_ARGV", str(tmp_path / "argv.json"))
-    monkeypatch.setattr(compile_stage, "_detected_runtime_version", lambda: None)  # no libedgetpu here
+    monkeypatch.setattr(compile_command, "_detected_runtime_version", lambda: None)  # no libedgetpu here
     return {"argv": tmp_path / "argv.json", "out": tmp_path / "out"}
 
 

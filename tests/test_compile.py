@@ -26,10 +26,13 @@ from typer.testing import CliRunner
 from edgepipe import compile as stage
 from edgepipe.cli import app
 from edgepipe.compile import (
+    command,
     compare_with_preflight,
     compile_models,
     find_compiler,
     parse_compiler_output,
+    preflight_compare,
+    process,
     report_from_log,
 )
 from edgepipe.errors import CompileError, CompileRejected, CompilerNotFound, ModelFormatError
@@ -731,7 +734,8 @@ def process_alive(pid: int) -> bool:
 def test_replay_timeout_kills_the_compiler_and_its_child(
     replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(stage, "WATCHDOG_MARGIN_S", 4)  # time for the replay to start its child, even on a busy machine
+    # time for the replay to start its child, even on a busy machine
+    monkeypatch.setattr(process, "WATCHDOG_MARGIN_S", 4)
     replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", SLEEP="120", PIDS=str(tmp_path / "pids.json"))
     with pytest.raises(CompileError) as caught:
         compile_models([mobilenet], replay_env["out"], timeout_s=1)
@@ -878,7 +882,7 @@ def test_replay_min_runtime_follows_the_detected_runtime(
     passed: Optional[str],
     source: str,
 ) -> None:
-    monkeypatch.setattr(stage, "_detected_runtime_version", lambda: detected)
+    monkeypatch.setattr(command, "_detected_runtime_version", lambda: detected)
     replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log")
     report = compile_models([mobilenet], replay_env["out"], allow_cpu_ops=3)
     argv = json.loads(replay_env["argv"].read_text())
@@ -1092,7 +1096,7 @@ def rows_from_compiled_pair(uncompiled: Path, compiled: Path) -> List[stage.Oper
 def test_real_pairs_preflight_agrees_with_the_compiler(coral_data: Path, stem: str) -> None:
     """The pre-flight (edgepipe inspect) against the real compiler's decisions on Coral's pairs."""
     rows = rows_from_compiled_pair(coral_data / (stem + ".tflite"), coral_data / (stem + "_edgetpu.tflite"))
-    predicted = stage._preflight_ops(str(coral_data / (stem + ".tflite")), multiple_subgraphs=False)
+    predicted = preflight_compare._preflight_ops(str(coral_data / (stem + ".tflite")), multiple_subgraphs=False)
     assert compare_with_preflight(predicted, rows, model=stem) == []
 
 
@@ -1136,7 +1140,7 @@ def test_replay_report_lists_preflight_disagreements(
         rows = parse_compiler_output(real_text("07_yolov3-tiny_int8_stdout_v15.txt")).operators
         return [SimpleNamespace(name=r.name, edgetpu="mapped") for r in rows for _ in range(r.count)]
 
-    monkeypatch.setattr(stage, "_preflight_ops", predict)
+    monkeypatch.setattr(preflight_compare, "_preflight_ops", predict)
     replay(monkeypatch, "07_yolov3-tiny_int8_stdout_v15.txt")
     report = compile_models([mobilenet], replay_env["out"], multiple_subgraphs=True, allow_cpu_ops=100)
     assert asked == [("mobilenet_v1_0.25_128_quant.tflite", True)]

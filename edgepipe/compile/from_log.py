@@ -1,0 +1,82 @@
+"""`report_from_log`: judge compiler output saved elsewhere (e.g. Google's Colab notebook)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputNotFoundError, ModelFormatError
+from .parse import attach_log, parse_compiler_output
+from .verdict import CompileReport, ModelResult, build_report, decide
+
+
+def report_from_log(path: Path, allow_cpu_ops: int = 0) -> CompileReport:
+    """A report from saved compiler output: console text, a `.log`, or both pasted together.
+
+    The verdict rests on the text alone: the exit code is unknown. When the console text names its
+    operation log and that file sits beside it, its full operator table is read too.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8", "replace")
+    except FileNotFoundError:
+        raise InputNotFoundError("compiler output not found: %s" % path, hint="Check the path") from None
+    except OSError as exc:
+        raise InputNotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    out = parse_compiler_output(text)
+    if out.version is None and not out.blocks and not out.failure_lines:
+        raise ModelFormatError(
+            "%s is not edgetpu_compiler output: no version line, summary, operator table or failure text" % path,
+            hint="Give the compiler's console text or its <model>_edgetpu.log",
+        )
+    for block in list(out.blocks):
+        if block.log_name and not block.table_complete:
+            sibling = path.parent / os.path.basename(block.log_name)
+            if sibling.is_file() and sibling.resolve() != path.resolve():
+                attach_log(out, sibling.read_text("utf-8", "replace"), str(sibling))
+    warnings = ["exit code unknown (read from %s): the verdict rests on the text alone" % path.name]
+    if out.blocks and all(b.log_format for b in out.blocks):
+        warnings.append("a .log has no memory or subgraph summary: on-chip, off-chip and subgraphs unknown")
+    verdict, reasons, failure, decided_warnings = decide(
+        out,
+        exit_code=None,
+        killed_after=None,
+        duration_s=None,
+        timeout_s=None,
+        allow_cpu_ops=allow_cpu_ops,
+        missing_outputs=[],
+        min_runtime_source="unknown",
+    )
+    results = [
+        ModelResult(
+            input=b.input,
+            output=b.output,
+            log=b.log_name,
+            input_bytes=b.input_bytes,
+            output_bytes=b.output_bytes,
+            on_chip_bytes=b.on_chip_bytes,
+            on_chip_remaining_bytes=b.on_chip_remaining_bytes,
+            off_chip_bytes=b.off_chip_bytes,
+            subgraphs=b.subgraphs,
+            total_ops=b.ops_total,
+            tpu_ops=b.tpu_ops,
+            cpu_ops=b.cpu_ops,
+            operators=list(b.operators),
+        )
+        for b in out.blocks
+    ]
+    return build_report(
+        out,
+        verdict=verdict,
+        reasons=reasons,
+        failure=failure,
+        compiler_output=text,
+        warnings=warnings + decided_warnings,
+        results=results,
+        min_runtime=None,
+        min_runtime_source="not recorded in the compiler's output",
+        allow_cpu_ops=allow_cpu_ops,
+        preflight="skipped: no model given",
+        disagreements=[],
+        source="text file %s" % path,
+    )
