@@ -192,6 +192,14 @@ def scalar_int(value: int) -> Input:
     return const([], "INT32", struct.pack("<i", value))
 
 
+def variable(shape: Sequence[int], dtype: str) -> Input:
+    """A variable tensor (e.g. LSTM state): a graph input the interpreter keeps between invokes."""
+    return ("var", list(shape), dtype)
+
+
+ABSENT: Input = ("absent",)  # an optional input left out (index -1)
+
+
 def single_op(
     name: str,
     inputs: Sequence[Input],
@@ -200,17 +208,27 @@ def single_op(
     version: int = 1,
     out_dtype: str = "INT8",
     scales: Optional[Dict[int, Sequence[float]]] = None,
+    signatures: Optional[Dict[int, List[int]]] = None,
 ) -> bytes:
     """A model holding one op: activations are graph inputs, constants live in buffers, every output
-    is a graph output. `scales` gives quantization scales per input position (per-axis if several)."""
+    is a graph output. `scales` gives quantization scales per input position (per-axis if several),
+    `signatures` shape signatures per input position (-1: unknown until run time)."""
     tensors: List[Node] = []
     buffers: List[bytes] = []
     graph_inputs: List[int] = []
+    op_inputs: List[int] = []
     for position, spec in enumerate(inputs):
         q = (scales or {}).get(position)
-        if spec[0] == "act":
+        if spec[0] == "absent":
+            op_inputs.append(-1)
+            continue
+        op_inputs.append(len(tensors))
+        if spec[0] in ("act", "var"):
             graph_inputs.append(len(tensors))
-            tensors.append(tensor(spec[1], spec[2], "in%d" % position, scales=q))
+            sig = (signatures or {}).get(position)
+            tensors.append(
+                tensor(spec[1], spec[2], "in%d" % position, scales=q, variable=spec[0] == "var", signature=sig)
+            )
         else:
             buffers.append(spec[3])
             tensors.append(tensor(spec[1], spec[2], "const%d" % position, buffer=len(buffers), scales=q))
@@ -219,7 +237,7 @@ def single_op(
     return model(
         [opcode(name, version)],
         tensors,
-        [op(0, list(range(len(inputs))), out_indices)],
+        [op(0, op_inputs, out_indices)],
         graph_inputs,
         out_indices,
         buffers=buffers,
