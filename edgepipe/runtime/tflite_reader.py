@@ -27,6 +27,12 @@ from .schema import CUSTOM_OPCODE, builtin_name, tensor_type_name
 FILE_IDENTIFIER = b"TFL3"
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
+# The largest .tflite file read, checked before reading: the whole file is held in memory, and a
+# multi-gigabyte file on a board with little RAM would otherwise end in a MemoryError or the OOM
+# killer. An Edge TPU model is far below this (its on-chip parameter cache is ~8 MiB; beyond that
+# parameters stream from the host on every inference), and a flatbuffer holds at most 2 GiB.
+MAX_MODEL_BYTES = 1 << 30
+
 # Above these a file is not a model anyone can run; refusing early keeps a hostile count cheap.
 _MAX_VECTOR = 50_000_000
 _MAX_SUBGRAPHS = 10_000
@@ -307,14 +313,34 @@ def read_model(path: str) -> Model:
     # The whole file is read: a FIFO would block and /dev/zero would never end.
     if os.path.exists(path) and not os.path.isfile(path):
         raise ModelFormatError("%s is not a regular file, so not a .tflite model" % path, hint="Give a .tflite file")
+    size = -1
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_MODEL_BYTES:
+                raise _too_big(path, "is %d bytes" % size)
+            # At most one byte past the limit, in case the file grows while it is read.
+            data = fh.read(MAX_MODEL_BYTES + 1)
     except FileNotFoundError:
         raise InputNotFoundError("model file not found: %s" % path, hint="Check the path") from None
+    except MemoryError:
+        raise ModelFormatError(
+            "not enough memory to read model file %s (%d bytes)" % (path, size),
+            hint="Free memory or raise the process's memory limit; models up to %d bytes are read whole"
+            % MAX_MODEL_BYTES,
+        ) from None
     except OSError as exc:
         raise InputNotFoundError("cannot read model file %s: %s" % (path, exc.strerror)) from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise _too_big(path, "grew past the limit while being read")
     return read_model_bytes(data, path)
+
+
+def _too_big(path: str, what: str) -> ModelFormatError:
+    return ModelFormatError(
+        "model file %s %s, more than the %d-byte limit for a .tflite model" % (path, what, MAX_MODEL_BYTES),
+        hint="Check that it is the right file; Edge TPU models are megabytes, not gigabytes",
+    )
 
 
 def _read_model(buf: _Buf, name: str) -> Model:
