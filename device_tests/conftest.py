@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from edgepipe.runtime import edgetpu
+from edgepipe.runtime import edgetpu, os_devices
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
@@ -34,8 +34,8 @@ def discover() -> Dict[str, Any]:
             found["devices"] = probe.devices
         else:
             found["problem"] = probe.error
-    found["usb"] = edgetpu.usb_devices()
-    found["pci"] = edgetpu.pci_devices()
+    found["usb"] = os_devices.usb_devices()
+    found["pci"] = os_devices.pci_devices()
     return found
 
 

@@ -11,9 +11,9 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
-from edgepipe.runtime.backend import open_session
+from edgepipe.runtime.interpreters import load_tflite_runtime
 from edgepipe.runtime.runner import benchmark
-from edgepipe.runtime.tflite_backend import load_runtime
+from edgepipe.runtime.session import open_session
 
 MOBILENET = "mobilenet_v1_0.25_128_quant"
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
@@ -28,7 +28,7 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def test_delegate_loads(tpus: Dict[str, Any]) -> None:
-    delegate = load_runtime().load_delegate(tpus["library"], {})
+    delegate = load_tflite_runtime().load_delegate(tpus["library"], {})
     assert delegate is not None
 
 

@@ -20,9 +20,20 @@ from typing import Any, Callable, List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import EdgepipeError
+from .runtime.errors import error_line, exit_code_for
+from .runtime.options import (
+    BACKEND_HELP,
+    BACKENDS,
+    CPU_MODEL_HELP,
+    DEVICE_HELP,
+    TFLITE_RUNTIME_CHOICES,
+    TFLITE_RUNTIME_HELP,
+    RunOptions,
+)
 from .runtime.report import dumps
 
 app = typer.Typer(
@@ -42,20 +53,23 @@ _state = {"debug": False}
 
 
 def handles_errors(fn: Callable) -> Callable:
-    """Map EdgepipeError to one line on stderr and its exit code; anything else is a bug (exit 1)."""
+    """Map EdgepipeError and Ctrl-C to one line on stderr and their exit code (`runtime.errors.exit_code_for`);
+    anything else is a bug (exit 1, with its traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except EdgepipeError as exc:
-            if _state["debug"]:
+        except (EdgepipeError, KeyboardInterrupt) as exc:
+            if _state["debug"] and isinstance(exc, EdgepipeError):
                 traceback.print_exc()
-            err.print("[bold red]error:[/] " + exc.one_line(), markup=True, highlight=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
+            # The message may hold a user's file name or a compiler's words: a Text is printed literally, never
+            # parsed as markup ("[/]nope.tflite", "model[int8].tflite").
+            line = Text(error_line(exc) or "")
+            if isinstance(exc, EdgepipeError):
+                line.stylize("bold red", 0, len("error:"))
+            err.print(line, highlight=False)
+            raise typer.Exit(exit_code_for(exc)) from None
 
     return wrapper
 
@@ -527,11 +541,28 @@ def compile_command(
 
 # --- bench / eval / doctor (issue: runner) --------------------------------------------------
 
-_BACKEND_HELP = "auto (Edge TPU if usable, else CPU), edgetpu (fail without one) or cpu."
-_DEVICE_HELP = "Edge TPU: usb, usb:N, pci, pci:N or :N (default: the first one)."
-_CPU_MODEL_HELP = "Uncompiled int8 twin to run on the CPU for a compiled model (default: NAME without _edgetpu)."
-_RUNTIME_HELP = "TFLite runtime: litert (ai_edge_litert), tflite_runtime or tensorflow (default: first importable)."
+# The run options' choices come from their one declaration (edgepipe.runtime.options), as typer Enums.
+Backend = Enum("Backend", [(name, name) for name in BACKENDS], type=str)  # type: ignore[misc]
+TfliteRuntimeChoice = Enum("TfliteRuntimeChoice", [(n, n) for n in TFLITE_RUNTIME_CHOICES], type=str)  # type: ignore[misc]
+_BACKEND_HELP = BACKEND_HELP[0].upper() + BACKEND_HELP[1:] + "."
+_DEVICE_HELP = DEVICE_HELP + "."
+_CPU_MODEL_HELP = CPU_MODEL_HELP[0].upper() + CPU_MODEL_HELP[1:] + "."
+_RUNTIME_HELP = TFLITE_RUNTIME_HELP + "."
 _PREPROCESS_HELP = "unit, raw, symmetric or caffe (default: quantized inputs take raw pixels, float inputs pixel/255)."
+
+
+def _run_options(
+    backend: Any, device: Optional[str], cpu_model: Optional[Path], runtime: Any, threads: Optional[int], **bench: int
+) -> RunOptions:
+    """The command line's run options as the one `RunOptions` every stage takes."""
+    return RunOptions(
+        backend=backend.value,
+        device=device,
+        cpu_model=str(cpu_model) if cpu_model else None,
+        runtime=runtime.value if runtime is not None else None,
+        threads=threads,
+        **bench,
+    )
 
 
 def _check_choice(value: Optional[str], choices: tuple, param: str) -> None:
@@ -581,34 +612,22 @@ def _render_bench(report: Any) -> None:
 @handles_errors
 def bench_command(
     model: Path = typer.Argument(..., help="A .tflite model: uncompiled, or compiled (*_edgetpu.tflite)."),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     cpu_model: Optional[Path] = typer.Option(None, "--cpu-model", help=_CPU_MODEL_HELP),
     runs: int = typer.Option(100, "--runs", min=1, help="Timed runs."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs after the first (timed separately) one."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
+    runtime: Optional[TfliteRuntimeChoice] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU interpreter threads."),
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help=_PREPROCESS_HELP),
     image: Optional[Path] = typer.Option(None, "--image", help="Time this image (resized) instead of random pixels."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Latency: first inference, then invoke-only and end-to-end min/mean/std/p50/p90/p99/max in ms."""
-    from .measure import bench_model
+    from .host_runner import bench_model
 
-    _check_choice(backend, ("auto", "edgetpu", "cpu"), "--backend")
-    _check_choice(runtime, ("litert", "ai_edge_litert", "tflite_runtime", "tensorflow"), "--runtime")
-    report = bench_model(
-        model,
-        backend=backend,
-        device=device,
-        cpu_model=cpu_model,
-        runtime=runtime,
-        runs=runs,
-        warmup=warmup,
-        threads=threads,
-        preset=preprocess,
-        image=image,
-    )
+    options = _run_options(backend, device, cpu_model, runtime, threads, runs=runs, warmup=warmup)
+    report = bench_model(model, options, preset=preprocess, image=image)
     _warn_fallback(report)
     emit(report, as_json, _render_bench)
 
@@ -651,10 +670,10 @@ def eval_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets are (default: $EDGEPIPE_DATA)."),
     split: str = typer.Option("test", "--split", help="test, train or all."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Integer labels (.npy) for an npy: dataset."),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     cpu_model: Optional[Path] = typer.Option(None, "--cpu-model", help=_CPU_MODEL_HELP),
-    runtime: Optional[str] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
+    runtime: Optional[TfliteRuntimeChoice] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU interpreter threads."),
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help=_PREPROCESS_HELP),
     label_offset: Optional[int] = typer.Option(
@@ -668,11 +687,10 @@ def eval_command(
 
     from rich.progress import Progress
 
-    from .measure import eval_model
+    from .host_runner import eval_model
 
-    _check_choice(backend, ("auto", "edgetpu", "cpu"), "--backend")
-    _check_choice(runtime, ("litert", "ai_edge_litert", "tflite_runtime", "tensorflow"), "--runtime")
     _check_choice(split, ("test", "train", "all"), "--split")
+    options = _run_options(backend, device, cpu_model, runtime, threads)
     bar = Progress(console=err, transient=True) if err.is_terminal else None
     with bar if bar is not None else nullcontext():
         task = bar.add_task("evaluating", total=None) if bar is not None else None
@@ -684,11 +702,7 @@ def eval_command(
         report = eval_model(
             model,
             dataset,
-            backend=backend,
-            device=device,
-            cpu_model=cpu_model,
-            runtime=runtime,
-            threads=threads,
+            options,
             split=split,
             data_dir=data_dir,
             limit=limit,
@@ -759,7 +773,7 @@ def doctor_command(
     compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to check."),
 ) -> None:
     """Check Python, TFLite runtimes, libedgetpu, Edge TPUs, udev/plugdev and the compiler; say how to fix."""
-    from .measure import host_doctor
+    from .host_runner import host_doctor
 
     emit(host_doctor(include_tensorflow=check_tensorflow, compiler=compiler), as_json, _render_doctor)
 
@@ -804,7 +818,7 @@ def _show_suite(report: Any, as_json: bool) -> None:
     emit(report, as_json, _render_suite)
 
 
-_BACKEND_HELP = "Backend for compiled variants: auto (Edge TPU, else CPU, said so), edgetpu, cpu."
+_SUITE_BACKEND_HELP = "Backend for compiled variants (float and int8 ones run on the CPU): " + BACKEND_HELP + "."
 
 
 @suite_app.command("mnist")
@@ -816,8 +830,8 @@ def suite_mnist_command(
     ),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed for training, calibration and splits."),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help="Edge TPU: usb, usb:N, pci, pci:N, :N."),
+    backend: Backend = typer.Option("auto", "--backend", help=_SUITE_BACKEND_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     runs: int = typer.Option(200, "--runs", min=1, help="Timed inferences per variant."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed inferences before timing."),
     compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to use (default: PATH)."),
@@ -827,10 +841,10 @@ def suite_mnist_command(
     """The seed notebook end to end: train, convert float + Edge TPU int8, compile, evaluate, bench."""
     from .suites.mnist import run_mnist_suite
 
+    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     report = run_mnist_suite(
-        out_dir, data_dir=data_dir, epochs=epochs, seed=seed, backend=backend, device=device, runs=runs,
-        warmup=warmup, compiler=compiler, limit=limit,
-    )  # fmt: skip
+        out_dir, data_dir=data_dir, epochs=epochs, seed=seed, options=options, compiler=compiler, limit=limit
+    )
     _show_suite(report, as_json)
 
 
@@ -843,8 +857,8 @@ def suite_resnet_command(
     resnet8: Optional[Path] = typer.Option(None, "--resnet8", help="MLPerf Tiny pretrainedResnet.h5."),
     weights: str = typer.Option("imagenet", "--weights", help="ResNet-50 weights: imagenet, random, or a file."),
     images: Optional[Path] = typer.Option(None, "--images", help="ImageNet-style folder for ResNet-50."),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help="Edge TPU: usb, usb:N, pci, pci:N, :N."),
+    backend: Backend = typer.Option("auto", "--backend", help=_SUITE_BACKEND_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed inferences per variant."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed inferences before timing."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (seeded sample for CIFAR)."),
@@ -855,9 +869,10 @@ def suite_resnet_command(
     """ResNet-8 (MLPerf Tiny, CIFAR-10) and ResNet-50 (ImageNet-style folder): float vs int8 vs Edge TPU."""
     from .suites.resnet import run_resnet_suite
 
+    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     report = run_resnet_suite(
-        out_dir, models=models, data_dir=data_dir, resnet8=resnet8, weights=weights, images=images, backend=backend,
-        device=device, runs=runs, warmup=warmup, limit=limit, calib_samples=calib_samples, compiler=compiler,
+        out_dir, models=models, data_dir=data_dir, resnet8=resnet8, weights=weights, images=images, options=options,
+        limit=limit, calib_samples=calib_samples, compiler=compiler,
     )  # fmt: skip
     _show_suite(report, as_json)
 
@@ -911,8 +926,8 @@ def deploy_command(
     python: Optional[str] = typer.Option(None, "--python", help="Python on the target (default: python3 over ssh)."),
     remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="Parent folder there (default: /tmp)."),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="SSH known_hosts file to use."),
-    backend: str = typer.Option("auto", "--backend", help="auto (Edge TPU, else CPU, said so), edgetpu or cpu."),
-    device: Optional[str] = typer.Option(None, "--device", help="Edge TPU: usb, usb:N, pci, pci:N or :N."),
+    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     runs: int = typer.Option(100, "--runs", min=1, help="Timed runs per model."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs before timing."),
     eval_spec: Optional[str] = typer.Option(None, "--eval", help="Also evaluate: mnist, cifar10 or images:DIR."),
@@ -925,16 +940,17 @@ def deploy_command(
     """Put models on a device, run the device-side runner there (bench, eval), bring the results back."""
     from .deploy import deploy, parse_target
 
-    _check_choice(backend, ("auto", "edgetpu", "cpu"), "--backend")
+    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     target = parse_target(to, python=python, identity=identity, remote_dir=remote_dir, known_hosts=known_hosts)
+    # Progress and notes hold target names and a remote host's words: printed literally (markup=False).
     report = deploy(
-        models, target, backend=backend, device=device, runs=runs, warmup=warmup, eval_spec=eval_spec, limit=limit,
-        data_dir=data_dir, keep=keep, out_dir=out_dir, progress=lambda message: err.print(message, style="dim"),
+        models, target, options, eval_spec=eval_spec, limit=limit, data_dir=data_dir, keep=keep, out_dir=out_dir,
+        progress=lambda message: err.print(message, style="dim", markup=False),
     )  # fmt: skip
     for r in report.results:
         if r.summary.get("fallback_reason"):
-            err.print("[yellow]note:[/] %s: %s" % (r.model, r.summary["fallback_reason"]), markup=True,
-                      highlight=False)  # fmt: skip
+            note = Text.assemble(("note:", "yellow"), " %s: %s" % (r.model, r.summary["fallback_reason"]))
+            err.print(note, highlight=False)
     emit(report, as_json, _render_deploy)
 
 
@@ -957,7 +973,7 @@ def fleet_validate_command(
 
     report = validate_fleet(inventory, baseline=baseline, out_dir=out_dir,
                             progress=lambda message: err.print(message, style="dim", markup=False))  # fmt: skip
-    emit(report, as_json, lambda r: (out.print(fleet_table(r)), out.print("report: %s" % r.report_path)))
+    emit(report, as_json, lambda r: (out.print(fleet_table(r)), out.print("report: %s" % r.report_path, markup=False)))
     raise typer.Exit(report.exit_code)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "InferenceError",
     "InputNotFoundError",
     "InvalidDeviceError",
+    "InventoryError",
     "ModelFormatError",
     "NoEdgeTpuError",
     "OutputWriteError",
@@ -91,6 +92,12 @@ class CompileRejected(EdgepipeError):
 
     exit_code = 42
     report = None  # the CompileReport; the compiled files stay in its out_dir for diagnosis
+
+
+class InventoryError(EdgepipeError):
+    """A fleet inventory (or baseline) file is missing, not JSON, or does not follow the format (edgepipe/fleet.py)."""
+
+    exit_code = 2
 
 
 class DeployError(EdgepipeError):

@@ -49,14 +49,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .deploy import DeployReport, deploy, parse_target
-from .errors import DeployError, EdgepipeError, RemoteCommandError
-from .runtime.report import RESULT_SCHEMA_VERSION, make_dirs, to_jsonable, utc_now, write_json_atomic
+from .errors import DeployError, EdgepipeError, InventoryError, RemoteCommandError
+from .runtime.options import BACKENDS, RunOptions
+from .runtime.report import ResultHeader, header, make_dirs, to_jsonable, write_json_atomic
 
 REPORT_NAME = "fleet_report.json"
 DEFAULT_MAX_TOP1_DROP_PP = 1.0
@@ -68,16 +69,9 @@ BOARD_KEYS = {"name", "to", "identity", "known_hosts", "python", "remote_dir", "
               "comment"}  # fmt: skip
 EVAL_KEYS = {"spec", "limit"}
 EXPECT_KEYS = {"backend", "min_top1", "max_p50_ms", "max_top1_drop_pp", "max_p50_ratio"}
-BACKENDS = ("auto", "edgetpu", "cpu")
 _BOARD_NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # also a folder name under OUT/boards/
 
 Progress = Callable[[str], None]
-
-
-class InventoryError(EdgepipeError):
-    """The inventory (or baseline) file is missing, not JSON, or does not follow the format."""
-
-    exit_code = 2
 
 
 @dataclass
@@ -85,8 +79,7 @@ class Board:
     name: str
     to: str  # as written, relative local: folders resolved
     target: Any  # LocalTarget | SshTarget
-    backend: str
-    device: Optional[str]
+    options: RunOptions  # backend and device from the board, runs and warmup from the inventory
     expect: Dict[str, Any]  # the shared expectations with this board's overrides applied
 
 
@@ -128,17 +121,14 @@ class BoardResult:
 
 
 @dataclass
-class FleetReport:
+class FleetReport(ResultHeader):
     inventory: str
     baseline: Optional[str]
     boards: List[BoardResult]
     counts: Dict[str, int]
     passed: bool
     report_path: Optional[str] = None
-    schema_version: int = RESULT_SCHEMA_VERSION
-    kind: str = "fleet"
     edgepipe_version: str = __version__
-    created: str = field(default_factory=utc_now)
 
     @property
     def exit_code(self) -> int:
@@ -207,7 +197,9 @@ def _relative(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _board(value: Any, index: int, shared_expect: Dict[str, Any], base: Path, path: Path) -> Board:
+def _board(
+    value: Any, index: int, shared_expect: Dict[str, Any], base: Path, path: Path, runs: int, warmup: int
+) -> Board:
     where = "boards[%d]" % index
     entry = _check_keys(value, BOARD_KEYS, where, path)
     for key in ("name", "to"):
@@ -230,14 +222,14 @@ def _board(value: Any, index: int, shared_expect: Dict[str, Any], base: Path, pa
     backend = entry.get("backend", "auto")
     if backend not in BACKENDS:
         raise InventoryError("%s: %s backend must be one of %s, not %r" % (path, where, ", ".join(BACKENDS), backend))
-    device = options.pop("device", None)
     try:
+        run = RunOptions(backend=backend, device=options.pop("device", None), runs=runs, warmup=warmup)
         target = parse_target(to, **options)
-    except DeployError as exc:
+    except EdgepipeError as exc:
         raise InventoryError("%s: %s: %s" % (path, where, exc.one_line())) from None
     expect = dict(shared_expect)
     expect.update(_expect(entry.get("expect", {}), where + " expect", path))
-    return Board(name=name, to=to, target=target, backend=backend, device=device, expect=expect)
+    return Board(name=name, to=to, target=target, options=run, expect=expect)
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -267,7 +259,7 @@ def load_inventory(path: Path) -> Inventory:
     runs = _number(raw.get("runs", DEFAULT_RUNS), "runs", path, minimum=1, integer=True)
     warmup = _number(raw.get("warmup", DEFAULT_WARMUP), "warmup", path, integer=True)
     expect = _expect(raw.get("expect", {}), "expect", path)
-    boards = [_board(b, i, expect, base, path) for i, b in enumerate(raw["boards"])]
+    boards = [_board(b, i, expect, base, path, runs, warmup) for i, b in enumerate(raw["boards"])]
     names = [b.name for b in boards]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -372,8 +364,7 @@ def _validate_board(
     started = time.perf_counter()
     try:
         report = deploy(
-            inventory.models, board.target, backend=board.backend, device=board.device, runs=inventory.runs,
-            warmup=inventory.warmup, eval_spec=inventory.eval_spec, limit=inventory.limit,
+            inventory.models, board.target, board.options, eval_spec=inventory.eval_spec, limit=inventory.limit,
             data_dir=inventory.data_dir, out_dir=out_dir / "boards" / board.name,
             progress=lambda message: say("%s: %s" % (board.name, message)),
         )  # fmt: skip
@@ -425,6 +416,7 @@ def validate_fleet(
         results.append(result)
     counts = {verdict: sum(1 for r in results if r.verdict == verdict) for verdict in ("pass", "fail", "unreachable")}
     report = FleetReport(
+        **header("fleet"),
         inventory=str(inventory.path),
         baseline=str(baseline) if baseline is not None else None,
         boards=results,
@@ -440,37 +432,11 @@ def validate_fleet(
 # --- presentation (shared by scripts/field_validate.py and `edgepipe fleet validate`) ----------------
 
 
-def fleet_table(report: FleetReport) -> Any:
-    """A rich Table: one row per board (one line per model in the value columns)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    colours = {"pass": "green", "fail": "red", "unreachable": "magenta"}
-    counts = ", ".join("%d %s" % (n, verdict) for verdict, n in report.counts.items() if n)
-    table = Table(title="Fleet validation: %s" % counts, title_justify="left")
-    for column, justify in (("Board", "left"), ("Verdict", "left"), ("Backend", "left"), ("p50 ms", "right"),
-                            ("Top-1", "right"), ("Reasons", "left")):  # fmt: skip
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for board in report.boards:
-        summaries = [m.summary for m in board.models]
-        table.add_row(
-            escape(board.name),
-            "[%s]%s[/]" % (colours.get(board.verdict, "white"), board.verdict),
-            "\n".join(escape(str(s.get("backend"))) for s in summaries) or "—",
-            "\n".join("—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"] for s in summaries) or "—",
-            "\n".join("—" if s.get("top1") is None else _pct(s["top1"]) for s in summaries) or "—",
-            escape("\n".join(board.reasons + board.notes)),
-        )
-    return table
-
-
 __all__ = [
     "BoardResult",
     "FleetReport",
     "Inventory",
-    "InventoryError",
     "ModelVerdict",
-    "fleet_table",
     "judge_model",
     "load_baseline",
     "load_inventory",

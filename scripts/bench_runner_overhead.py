@@ -21,8 +21,8 @@ from typing import List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgepipe.runtime.backend import open_session  # noqa: E402
 from edgepipe.runtime.runner import benchmark  # noqa: E402
+from edgepipe.runtime.session import open_session  # noqa: E402
 
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
 DEFAULT_MODEL = SHARED / "models" / "coral-test-data" / "mobilenet_v1_0.25_128_quant.tflite"
@@ -54,7 +54,7 @@ def main() -> int:
         print("model not found: %s" % args.model, file=sys.stderr)
         return 3
 
-    session = open_session(args.model, backend="cpu", runtime=args.runtime, num_threads=args.threads)
+    session = open_session(args.model, backend="cpu", runtime=args.runtime, threads=args.threads)
     benchmark(session, runs=args.warmup, warmup=args.warmup)  # sets the inputs and warms caches
     runner_p50: List[float] = []
     bare_p50: List[float] = []
@@ -72,7 +72,7 @@ def main() -> int:
         )
     per_round = [r / b for r, b in zip(runner_p50, bare_p50)]
     ratio = statistics.median(per_round)
-    runtime = session.runtime
+    runtime = session.tflite
     print(
         "model %s, %s %s, %d thread(s), %d rounds x %d runs"
         % (os.path.basename(args.model), runtime.name, runtime.version, args.threads, args.rounds, args.runs)

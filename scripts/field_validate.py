@@ -18,8 +18,9 @@ from typing import List, Optional
 from rich.console import Console
 
 from edgepipe.errors import EdgepipeError
-from edgepipe.fleet import fleet_table, validate_fleet
-from edgepipe.runtime.report import dumps
+from edgepipe.fleet import validate_fleet
+from edgepipe.render import fleet_table
+from edgepipe.runtime.report import dumps, report_failure
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -36,12 +37,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.inventory, baseline=args.baseline, out_dir=args.out,
             progress=lambda message: err.print(message, style="dim", markup=False),
         )  # fmt: skip
-    except EdgepipeError as exc:
-        err.print("error: " + exc.one_line(), markup=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    except (EdgepipeError, KeyboardInterrupt) as exc:
+        return report_failure(exc, sys.stderr)
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
     else:

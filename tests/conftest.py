@@ -18,7 +18,7 @@ import pytest
 
 try:
     # tflite_runtime 2.14 fails on every model when TensorFlow's native library was loaded before it
-    # (edgepipe.runtime.tflite_backend refuses that order). Tests import TensorFlow in-process, so load
+    # (edgepipe.runtime.interpreters refuses that order). Tests import TensorFlow in-process, so load
     # tflite_runtime first, as a board that has only it would.
     import tflite_runtime.interpreter  # noqa: F401
 except ImportError:

@@ -20,6 +20,7 @@ from conftest import free_port
 
 from edgepipe.deploy import LocalTarget, build_bundle, deploy
 from edgepipe.errors import DeployError
+from edgepipe.runtime.options import RunOptions
 
 COMPILED = "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 TWIN = "mobilenet_v1_0.25_128_quant.tflite"
@@ -72,7 +73,7 @@ def test_local_deploy_compiled_mobilenet_runs_twin_on_cpu_and_evaluates(
 
 
 def test_bundle_holds_runtime_stub_twin_and_a_manifest_of_sha256s(compiled: Path, tmp_path: Path) -> None:
-    bundle = build_bundle([compiled], tmp_path / "b", run_options={"runs": 3, "warmup": 0, "backend": "cpu"})
+    bundle = build_bundle([compiled], tmp_path / "b", options=RunOptions(runs=3, warmup=0, backend="cpu"))
     root = bundle.path
     assert (root / "models" / COMPILED).read_bytes() == compiled.read_bytes()
     assert (root / "models" / TWIN).read_bytes() == (compiled.parent / TWIN).read_bytes()
@@ -122,7 +123,7 @@ class TamperingTarget(LocalTarget):
 def test_sha256_mismatch_after_upload_is_refused_and_nothing_is_written(compiled: Path, tmp_path: Path) -> None:
     target = TamperingTarget(tmp_path / "board")
     with pytest.raises(DeployError) as info:
-        deploy([compiled], target, runs=2, warmup=0, out_dir=tmp_path / "out")
+        deploy([compiled], target, RunOptions(runs=2, warmup=0), out_dir=tmp_path / "out")
     assert info.value.exit_code == 50
     assert "sha256 mismatch" in info.value.one_line() and "models/%s" % TWIN in info.value.one_line()
     assert not (tmp_path / "out").exists()

@@ -18,8 +18,8 @@ import pytest
 from conftest import IN_CI, REPO
 
 from edgepipe.data import load_dataset
-from edgepipe.runtime.backend import open_session
-from edgepipe.runtime.runner import evaluate
+from edgepipe.runtime.accuracy import evaluate
+from edgepipe.runtime.session import open_session
 
 PY37 = REPO / ".venv-py37" / "bin" / "python"
 
@@ -104,11 +104,13 @@ def test_deploy_to_a_python_3_7_board_runs_bench_and_eval_there(py37: Path, cora
     """`edgepipe deploy` to a local "board" whose only Python is 3.7 + numpy 1.21 + tflite_runtime 2.11."""
     from edgepipe.deploy.deploy import deploy
     from edgepipe.deploy.transport import LocalTarget
+    from edgepipe.runtime.options import RunOptions
 
     model = coral_data / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
     target = LocalTarget(tmp_path / "board", python=str(py37))
-    report = deploy([model], target, runs=5, warmup=1, eval_spec="images:%s" % (datasets_dir / "imagenet-samples"),
-                    limit=20, out_dir=tmp_path / "out")  # fmt: skip
+    samples = "images:%s" % (datasets_dir / "imagenet-samples")
+    report = deploy([model], target, RunOptions(runs=5, warmup=1), eval_spec=samples, limit=20,
+                    out_dir=tmp_path / "out")  # fmt: skip
     assert report.remote["python"].startswith("3.7.")
     assert report.remote["runtime"]["name"] == "tflite_runtime"
     (result,) = report.results

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from edgepipe.cli import app
 from edgepipe.runtime.doctor import diagnose
-from edgepipe.runtime.edgetpu import FIX_MISMATCH, LIBEDGETPU_ENV, UDEV_RULE_TEXT
+from edgepipe.runtime.edgetpu import FIX_MISMATCH, LIBEDGETPU_ENV
+from edgepipe.runtime.os_devices import UDEV_RULE_TEXT
 from edgepipe.runtime.report import dumps
 
 REPO = Path(__file__).resolve().parents[1]

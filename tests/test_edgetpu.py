@@ -21,7 +21,6 @@ import pytest
 from _edgetpu_fakes import FAKE_VERSION, build_fake_libedgetpu, fake_sysfs
 
 from edgepipe.runtime import edgetpu
-from edgepipe.runtime.backend import open_session, twin_path
 from edgepipe.runtime.edgetpu import (
     FIX_ATTACH,
     LIBEDGETPU_ENV,
@@ -31,15 +30,14 @@ from edgepipe.runtime.edgetpu import (
     library_names,
     parse_device,
     parse_runtime_version,
-    pci_devices,
     probe_failure,
     probe_library,
     require_edgetpu,
     select_device,
-    udev_rules,
-    usb_devices,
 )
 from edgepipe.runtime.errors import BackendError, InvalidDeviceError, NoEdgeTpuError
+from edgepipe.runtime.os_devices import UDEV_RULE_TEXT, pci_devices, udev_rules, usb_devices
+from edgepipe.runtime.session import open_session, twin_path
 
 REPO = Path(__file__).resolve().parents[1]
 MOBILENET = "mobilenet_v1_0.25_128_quant"
@@ -156,7 +154,7 @@ def test_udev_rules_need_both_usb_states(tmp_path: Path) -> None:
     )
     partial = udev_rules((str(rules),))
     assert partial["covers_bootloader"] and not partial["covers_ready"] and not partial["ok"]
-    (rules / "99-edgetpu-accelerator.rules").write_text(edgetpu.UDEV_RULE_TEXT + "\n")
+    (rules / "99-edgetpu-accelerator.rules").write_text(UDEV_RULE_TEXT + "\n")
     assert udev_rules((str(rules),))["ok"] is True
 
 

@@ -21,19 +21,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgepipe.cli import app
-from edgepipe.runtime.backend import open_session
+from edgepipe.runtime.accuracy import evaluate, guess_label_offset, model_input, predict
 from edgepipe.runtime.edgetpu import LIBEDGETPU_ENV
 from edgepipe.runtime.errors import BackendError, InferenceError
-from edgepipe.runtime.runner import (
-    _Port,
-    benchmark,
-    evaluate,
-    guess_label_offset,
-    latency_stats,
-    model_input,
-    predict,
-    time_invokes,
-)
+from edgepipe.runtime.runner import Port, benchmark, latency_stats, time_invokes
+from edgepipe.runtime.session import open_session
 
 RUNTIMES = ["ai_edge_litert", "tflite_runtime"]
 MOBILENET = "mobilenet_v1_0.25_128_quant"
@@ -104,9 +96,9 @@ def test_time_invokes_counts_each_invoke_once(coral_data: Path) -> None:
 
 def test_model_input_uses_the_tensors_own_scale_and_zero_point() -> None:
     pixels = np.array([[0, 1, 2, 128, 255]], dtype=np.uint8)
-    int8 = _Port(0, np.dtype(np.int8), (1, 5), 1 / 255, -128)
-    uint8_third = _Port(0, np.dtype(np.uint8), (1, 5), 3 / 255, 0)
-    float32 = _Port(0, np.dtype(np.float32), (1, 5), 0.0, 0)
+    int8 = Port(0, np.dtype(np.int8), (1, 5), 1 / 255, -128)
+    uint8_third = Port(0, np.dtype(np.uint8), (1, 5), 3 / 255, 0)
+    float32 = Port(0, np.dtype(np.float32), (1, 5), 0.0, 0)
     assert model_input(pixels, int8, "unit", False).tolist() == [[-128, -127, -126, 0, 127]]
     assert model_input(pixels, uint8_third, "unit", False).tolist() == [[0, 0, 1, 43, 85]]
     assert model_input(pixels, float32, None, False) == pytest.approx(pixels / 255.0)
@@ -425,7 +417,7 @@ def test_tflite_runtime_after_tensorflow_in_one_process_is_refused_with_the_reas
     pytest.importorskip("tensorflow")
     code = (
         "import sys, tensorflow\n"
-        "from edgepipe.runtime.backend import open_session\n"
+        "from edgepipe.runtime.session import open_session\n"
         "from edgepipe.runtime.errors import RuntimeNotFoundError\n"
         "try:\n"
         "    open_session(sys.argv[1], backend='cpu', runtime='tflite_runtime')\n"

@@ -17,6 +17,7 @@ import pytest
 from conftest import replay, shared_path
 from test_compile import replay_all_mapped
 
+from edgepipe.runtime.options import RunOptions
 from edgepipe.suites.common import compile_if_possible
 from edgepipe.suites.mnist import run_mnist_suite
 from edgepipe.suites.resnet import run_resnet_suite
@@ -30,7 +31,7 @@ def mnist_official(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data = shared_path("datasets")
     shared_path("datasets", "mnist", "t10k-images-idx3-ubyte.gz")
     out = tmp_path_factory.mktemp("mnist_suite")
-    run_mnist_suite(out, data_dir=data, epochs=5, runs=20, warmup=2, quiet=True)
+    run_mnist_suite(out, data_dir=data, epochs=5, options=RunOptions(runs=20, warmup=2), quiet=True)
     return json.loads((out / "results.json").read_text())
 
 
@@ -97,7 +98,8 @@ def test_resnet_suite_resnet8_cifar10_float_vs_int8_vs_mlperf(tmp_path: Path) ->
     data = shared_path("datasets")
     models = shared_path("models")
     report = run_resnet_suite(
-        tmp_path, models=["resnet8"], data_dir=data, limit=2000, runs=5, warmup=1, calib_samples=200, quiet=True
+        tmp_path, models=["resnet8"], data_dir=data, limit=2000, options=RunOptions(runs=5, warmup=1),
+        calib_samples=200, quiet=True,
     )
     rows = {r.variant: r for r in report.results}
     assert set(rows) == {"resnet8-float", "resnet8-edgetpu-int8", "resnet8-mlperf-int8 (reference)"}
@@ -115,7 +117,8 @@ def test_resnet_suite_resnet8_cifar10_float_vs_int8_vs_mlperf(tmp_path: Path) ->
 def test_resnet_suite_resnet50_random_weights_is_labelled_latency_only(tmp_path: Path) -> None:
     data = shared_path("datasets")
     report = run_resnet_suite(
-        tmp_path, models=["resnet50"], weights="random", data_dir=data, runs=2, warmup=0, calib_samples=4, quiet=True
+        tmp_path, models=["resnet50"], weights="random", data_dir=data, options=RunOptions(runs=2, warmup=0),
+        calib_samples=4, quiet=True,
     )
     rows = {r.variant: r for r in report.results}
     assert set(rows) == {"resnet50-float", "resnet50-edgetpu-int8"}
@@ -151,7 +154,7 @@ def test_replay_mnist_suite_with_compiler_adds_a_compiled_variant_that_falls_bac
     replay_all_mapped(monkeypatch, tmp_path)
     monkeypatch.delenv("EDGEPIPE_DATA", raising=False)
     monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
-    report = run_mnist_suite(tmp_path / "run", epochs=1, runs=5, warmup=1, limit=300, quiet=True)
+    report = run_mnist_suite(tmp_path / "run", epochs=1, options=RunOptions(runs=5, warmup=1), limit=300, quiet=True)
     assert report.steps["compile"]["status"] == "compiled"
     assert report.steps["compile"]["report"]["verdict"] == "accepted"
     rows = {r.variant: r for r in report.results}

@@ -28,8 +28,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DeployError, InputNotFoundError
-from ..runtime.backend import twin_path
-from ..runtime.report import sha256_file, write_bytes_atomic
+from ..runtime.options import RunOptions
+from ..runtime.report import sha256_file, to_jsonable, write_bytes_atomic
+from ..runtime.session import twin_path
 from ..runtime.tflite_reader import read_model
 
 MANIFEST_NAME = "manifest.json"
@@ -97,15 +98,11 @@ def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size:
     return buffer.getvalue()
 
 
-def _commands(model_file: str, data_file: Optional[str], run_options: Dict[str, Any]) -> Dict[str, List[str]]:
-    common = ["--backend", str(run_options.get("backend") or "auto")]
-    if run_options.get("device"):
-        common += ["--device", str(run_options["device"])]
+def _commands(model_file: str, data_file: Optional[str], options: RunOptions) -> Dict[str, List[str]]:
     base = [PYTHON_PLACEHOLDER, "-m", "edgepipe.runtime"]
-    runs = ["--runs", str(int(run_options.get("runs", 100))), "--warmup", str(int(run_options.get("warmup", 10)))]
-    commands = {"bench": base + ["bench", model_file] + common + runs}
+    commands = {"bench": base + ["bench", model_file] + options.to_argv("bench")}
     if data_file:
-        commands["eval"] = base + ["eval", model_file, "--data", data_file] + common
+        commands["eval"] = base + ["eval", model_file, "--data", data_file] + options.to_argv("eval")
     return commands
 
 
@@ -116,12 +113,17 @@ def build_bundle(
     eval_spec: Optional[str] = None,
     limit: Optional[int] = None,
     data_dir: Optional[Path] = None,
-    run_options: Optional[Dict[str, Any]] = None,
+    options: Optional[RunOptions] = None,
 ) -> Bundle:
     """Fill the empty (or new) folder `dest` with a bundle for `models`; returns what it holds."""
     if not models:
         raise DeployError("no model to deploy", hint="Name at least one .tflite file")
-    run_options = dict(run_options or {})
+    options = options or RunOptions()
+    if options.cpu_model is not None:  # a host path means nothing on the target; twins travel beside their model
+        raise DeployError(
+            "a CPU model (%s) cannot be deployed as a run option" % options.cpu_model,
+            hint="Put the uncompiled twin beside the compiled model (same name without _edgetpu); it is shipped too",
+        )
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise DeployError("bundle folder %s is not empty" % dest)
@@ -165,7 +167,7 @@ def build_bundle(
                 source=str(model.resolve()),
                 twin="models/" + to_copy[1].name if len(to_copy) > 1 else None,
                 data=data_file,
-                commands=_commands(model_file, data_file, run_options),
+                commands=_commands(model_file, data_file, options),
             )
         )
 
@@ -183,7 +185,7 @@ def build_bundle(
             for m in bundle_models
         ],
         "data": data_info,
-        "run_options": run_options,
+        "run_options": to_jsonable(options),
     }
     payload = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     write_bytes_atomic(os.fspath(dest / MANIFEST_NAME), payload)

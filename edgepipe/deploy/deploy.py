@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from .. import __version__
 from ..errors import DeployError, RemoteCommandError
-from ..runtime.report import RESULT_SCHEMA_VERSION, to_jsonable, utc_now, write_json_atomic
+from ..runtime.options import RunOptions
+from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_SNIPPET, Bundle, build_bundle
 from .transport import LocalTarget, SshTarget, Target, last_error_line
 
@@ -39,7 +41,7 @@ class ModelResult:
 
 
 @dataclass
-class DeployReport:
+class DeployReport(ResultHeader):
     target: str
     remote_dir: str
     kept: bool
@@ -48,10 +50,7 @@ class DeployReport:
     results: List[ModelResult]
     timings_s: Dict[str, float]
     results_path: Optional[str] = None
-    schema_version: int = RESULT_SCHEMA_VERSION
-    kind: str = "deploy"
     edgepipe_version: str = __version__
-    created: str = field(default_factory=utc_now)
 
 
 Progress = Callable[[str], None]
@@ -75,12 +74,8 @@ def _remote_failure(
 ) -> DeployError:
     """DeployError (or `error_class`) with the remote's own one-line error (its JSON error record, if any)."""
     line = last_error_line(stderr)
-    try:
-        record = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
-    except ValueError:
-        record = None
-    if isinstance(record, dict) and record.get("kind") == "error":
-        error = record.get("error") or {}
+    error = read_error_envelope(stdout)
+    if error is not None:
         line = "%s (%s, exit %s)" % (error.get("message"), error.get("type"), error.get("exit_code"))
         if error.get("hint"):
             line += ". %s" % error["hint"]
@@ -160,14 +155,23 @@ def _summary(bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any
     }
 
 
+class _Timings(Dict[str, float]):
+    """Seconds per deploy step, by name."""
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = time.perf_counter() - start
+
+
 def deploy(
     models: List[Path],
     target: Target,
+    options: Optional[RunOptions] = None,
     *,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    runs: int = 100,
-    warmup: int = 10,
     eval_spec: Optional[str] = None,
     limit: Optional[int] = None,
     data_dir: Optional[Path] = None,
@@ -175,73 +179,66 @@ def deploy(
     out_dir: Optional[Path] = None,
     progress: Optional[Progress] = None,
 ) -> DeployReport:
-    """Put `models` on `target`, run the device-side bench (and eval) there, return the results."""
+    """Put `models` on `target`, run the device-side bench (and eval) there as `options` say, return the results."""
     say = progress or (lambda message: None)
-    timings: Dict[str, float] = {}
+    timings = _Timings()
     started = time.perf_counter()
-    run_options = {"backend": backend, "device": device, "runs": runs, "warmup": warmup}
     with tempfile.TemporaryDirectory(prefix="edgepipe-bundle-") as tmp:
         say("building the bundle")
-        clock = time.perf_counter()
-        bundle = build_bundle(
-            [Path(m) for m in models],
-            Path(tmp) / "bundle",
-            eval_spec=eval_spec,
-            limit=limit,
-            data_dir=data_dir,
-            run_options=run_options,
-        )
-        timings["bundle"] = time.perf_counter() - clock
+        with timings.step("bundle"):
+            bundle = build_bundle(
+                [Path(m) for m in models],
+                Path(tmp) / "bundle",
+                eval_spec=eval_spec,
+                limit=limit,
+                data_dir=data_dir,
+                options=options,
+            )
 
         say("checking Python on %s" % target.describe())
-        clock = time.perf_counter()
-        python_version = check_python(target)
-        timings["check_python"] = time.perf_counter() - clock
+        with timings.step("check_python"):
+            python_version = check_python(target)
 
         say("uploading %d files (%d bytes)" % (len(bundle.files), bundle.total_bytes))
-        clock = time.perf_counter()
-        remote = target.put(bundle.path)
-        timings["upload"] = time.perf_counter() - clock
+        with timings.step("upload"):
+            remote = target.put(bundle.path)
         try:
-            clock = time.perf_counter()
-            _verify(target, remote, bundle)
-            timings["verify"] = time.perf_counter() - clock
+            with timings.step("verify"):
+                _verify(target, remote, bundle)
 
             say("edgepipe.runtime doctor on %s" % target.describe())
-            clock = time.perf_counter()
-            doctor = _doctor(target, remote)
-            timings["doctor"] = time.perf_counter() - clock
+            with timings.step("doctor"):
+                doctor = _doctor(target, remote)
 
             results: List[ModelResult] = []
-            clock = time.perf_counter()
-            for model in bundle.models:
-                outputs: Dict[str, Optional[Dict[str, Any]]] = {"bench": None, "eval": None}
-                for name, argv in model.commands.items():
-                    say("%s %s" % (name, model.name))
-                    argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
-                    rc, stdout, stderr = target.run(argv, cwd=remote)
-                    if rc != 0:
-                        what = "%s of %s" % (name, model.name)
-                        raise _remote_failure(what, target, rc, stdout, stderr, RemoteCommandError)
-                    outputs[name] = _parse_json(stdout, "%s of %s" % (name, model.name), target)
-                results.append(
-                    ModelResult(
-                        model=model.name,
-                        source=model.source,
-                        summary=_summary(outputs["bench"], outputs["eval"]),
-                        bench=outputs["bench"],
-                        eval=outputs["eval"],
+            with timings.step("run"):
+                for model in bundle.models:
+                    outputs: Dict[str, Optional[Dict[str, Any]]] = {"bench": None, "eval": None}
+                    for name, argv in model.commands.items():
+                        say("%s %s" % (name, model.name))
+                        argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
+                        rc, stdout, stderr = target.run(argv, cwd=remote)
+                        if rc != 0:
+                            what = "%s of %s" % (name, model.name)
+                            raise _remote_failure(what, target, rc, stdout, stderr, RemoteCommandError)
+                        outputs[name] = _parse_json(stdout, "%s of %s" % (name, model.name), target)
+                    results.append(
+                        ModelResult(
+                            model=model.name,
+                            source=model.source,
+                            summary=_summary(outputs["bench"], outputs["eval"]),
+                            bench=outputs["bench"],
+                            eval=outputs["eval"],
+                        )
                     )
-                )
-            timings["run"] = time.perf_counter() - clock
         finally:
             if not keep:
-                clock = time.perf_counter()
-                target.remove(remote)
-                timings["remove"] = time.perf_counter() - clock
+                with timings.step("remove"):
+                    target.remove(remote)
 
     timings["total"] = time.perf_counter() - started
     report = DeployReport(
+        **header("deploy"),
         target=target.describe(),
         remote_dir=remote,
         kept=keep,

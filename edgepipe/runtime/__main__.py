@@ -11,46 +11,29 @@ stdout learns the error type too, and the exit code of the error class (README, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
-from .errors import DatasetError, EdgepipeError
-from .report import RESULT_SCHEMA_VERSION, dumps, to_jsonable, write_json_atomic
+from .errors import EXIT_USAGE, DatasetError, EdgepipeError
+from .options import RunOptions, add_arguments
+from .report import dumps, report_failure, to_jsonable, write_json_atomic
 
 COMMANDS = ("bench", "eval", "inspect", "doctor")
 
 
-def _backend_options(parser: argparse.ArgumentParser) -> None:
+def _model_arguments(parser: argparse.ArgumentParser, bench: bool = False) -> None:
     parser.add_argument("model", help="a .tflite model (uncompiled, or compiled *_edgetpu.tflite)")
-    parser.add_argument(
-        "--backend", choices=("auto", "edgetpu", "cpu"), default="auto", help="where to run (default: auto)"
-    )
-    parser.add_argument("--device", help="Edge TPU to use: usb, usb:N, pci, pci:N or :N (default: the first)")
-    parser.add_argument("--cpu-model", help="uncompiled int8 twin to run on the CPU for a compiled model")
-    parser.add_argument(
-        "--runtime", choices=("litert", "ai_edge_litert", "tflite_runtime", "tensorflow"), help="TFLite runtime to use"
-    )
-    parser.add_argument("--threads", type=int, help="CPU interpreter threads (default: the runtime's)")
+    add_arguments(parser, bench=bench)
     parser.add_argument(
         "--preprocess", help="unit, raw, symmetric or caffe (default: the model's quantized input as is)"
     )
-    parser.add_argument("--probe-timeout", type=float, default=60.0, help="seconds for the first Edge TPU load (child)")
     parser.add_argument("--output", help="also write the JSON result to this file")
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from .backend import open_session
+def _open(model: str, options: RunOptions) -> Any:
+    from .session import open_session
 
-    session = open_session(
-        args.model,
-        backend=args.backend,
-        device=args.device,
-        cpu_model=args.cpu_model,
-        runtime=args.runtime,
-        num_threads=args.threads,
-        probe_timeout=args.probe_timeout,
-    )
+    session = open_session(model, options)
     if session.fallback_reason:
         sys.stderr.write("warning: %s\n" % session.fallback_reason)
     return session
@@ -58,11 +41,10 @@ def _open(args: argparse.Namespace) -> Any:
 
 def _bench(argv: Sequence[str]) -> Any:
     parser = argparse.ArgumentParser(prog="python -m edgepipe.runtime bench", description="Time a model's inference.")
-    _backend_options(parser)
-    parser.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs after the first (default 10)")
+    _model_arguments(parser, bench=True)
     parser.add_argument("--input", help=".npy of raw uint8 pixels for the first input (default: random)")
     args = parser.parse_args(argv)
+    options = RunOptions.from_args(args)
     import numpy as np
 
     from .runner import benchmark
@@ -73,15 +55,16 @@ def _bench(argv: Sequence[str]) -> Any:
             pixels = np.load(args.input, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DatasetError("cannot read --input %s: %s" % (args.input, " ".join(str(exc).split()))) from None
-    session = _open(args)
-    return benchmark(session, runs=args.runs, warmup=args.warmup, preset=args.preprocess, pixels=pixels), args.output
+    session = _open(args.model, options)
+    result = benchmark(session, runs=options.runs, warmup=options.warmup, preset=args.preprocess, pixels=pixels)
+    return result, args.output
 
 
 def _eval(argv: Sequence[str]) -> Any:
     parser = argparse.ArgumentParser(
         prog="python -m edgepipe.runtime eval", description="Measure a classifier's accuracy."
     )
-    _backend_options(parser)
+    _model_arguments(parser)
     parser.add_argument(
         "--data", required=True, help=".npz with `images` (N, ...) and `labels` (N,) [and `class_names`]"
     )
@@ -91,14 +74,15 @@ def _eval(argv: Sequence[str]) -> Any:
     )
     parser.add_argument("--batch-size", type=int, default=64, help="CPU batch size when the model can be resized")
     args = parser.parse_args(argv)
-    from .runner import evaluate, guess_label_offset, load_eval_data
+    options = RunOptions.from_args(args)
+    from .accuracy import evaluate, guess_label_offset, load_eval_data
 
     images, labels, names = load_eval_data(args.data)
     if args.limit is not None:
         if args.limit < 1:
             raise DatasetError("--limit must be at least 1, got %d" % args.limit)
         images, labels = images[: args.limit], labels[: args.limit]
-    session = _open(args)
+    session = _open(args.model, options)
     if args.label_offset == "auto":
         outputs = int(session.interpreter.get_output_details()[0]["shape"][-1])
         offset = guess_label_offset(outputs, len(names) if names else None)
@@ -131,33 +115,13 @@ def _doctor(argv: Sequence[str]) -> Any:
     return diagnose(include_tensorflow=args.check_tensorflow), args.output
 
 
-def _error_json(exc: EdgepipeError) -> str:
-    return json.dumps(
-        {
-            "schema_version": RESULT_SCHEMA_VERSION,
-            "kind": "error",
-            "error": {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "hint": exc.hint or None,
-                "exit_code": exc.exit_code,
-            },
-        }
-    )
-
-
 def _run(handler: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> int:
     try:
         result, output = handler(argv)
         if output:
             write_json_atomic(output, result)
-    except EdgepipeError as exc:
-        sys.stderr.write("error: %s\n" % exc.one_line())
-        sys.stdout.write(_error_json(exc) + "\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
+    except (EdgepipeError, KeyboardInterrupt) as exc:
+        return report_failure(exc, sys.stderr, sys.stdout)
     sys.stdout.write(dumps(to_jsonable(result)) + "\n")
     return 0
 
@@ -167,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     usage = "usage: python -m edgepipe.runtime {%s} ... (-h after a command for its options)\n" % ",".join(COMMANDS)
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(usage)
-        return 0 if argv else 2
+        return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     if command == "inspect":
         from .inspect import main_inspect
@@ -180,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     handlers = {"bench": _bench, "eval": _eval, "doctor": _doctor}
     if command not in handlers:
         sys.stderr.write("error: unknown command %r\n%s" % (command, usage))
-        return 2
+        return EXIT_USAGE
     return _run(handlers[command], rest)
 
 

@@ -19,25 +19,20 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .backend import pycoral_version
 from .edgetpu import (
     FIX_ATTACH,
     FIX_INSTALL,
     FIX_MISMATCH,
     FIX_USB_ACCESS,
     LIBEDGETPU_ENV,
-    UDEV_RULE_DIRS,
-    UDEV_RULE_TEXT,
     explain_no_device,
     locate_library,
-    pci_devices,
-    plugdev_status,
     probe_library,
-    udev_rules,
-    usb_devices,
 )
-from .report import RESULT_SCHEMA_VERSION, utc_now
-from .tflite_backend import INSTALL_HINT, requested_runtime, survey_runtimes
+from .interpreters import INSTALL_HINT, requested_tflite_runtime, survey_tflite_runtimes
+from .os_devices import UDEV_RULE_DIRS, UDEV_RULE_TEXT, pci_devices, plugdev_status, udev_rules, usb_devices
+from .report import ResultHeader, header
+from .session import pycoral_version
 
 MIN_PYTHON = (3, 7)
 LIBRARY_PROBE_TIMEOUT_S = 20.0
@@ -51,10 +46,7 @@ class Problem:
 
 
 @dataclass
-class DoctorReport:
-    schema_version: int
-    kind: str
-    created: str
+class DoctorReport(ResultHeader):
     python: Dict[str, Any]
     platform: Dict[str, Any]
     runtimes: List[Dict[str, Any]]  # every TFLite runtime edgepipe knows, found or not
@@ -94,9 +86,9 @@ def _platform() -> Dict[str, Any]:
 
 
 def _chosen_runtime(runtimes: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The runtime `load_runtime()` would pick, judged from the survey (no second import)."""
+    """The runtime `load_tflite_runtime()` would pick, judged from the survey (no second import)."""
     try:
-        wanted = requested_runtime()
+        wanted = requested_tflite_runtime()
     except Exception:  # an invalid $EDGEPIPE_TFLITE_RUNTIME is reported as a problem by the caller
         return None
     for entry in runtimes:
@@ -193,11 +185,11 @@ def diagnose(
                 "error", "Python %s is too old for edgepipe's runtime" % python["version"], "Use Python 3.7 or newer"
             )
         )
-    runtimes = survey_runtimes(include_tensorflow=include_tensorflow)
+    runtimes = survey_tflite_runtimes(include_tensorflow=include_tensorflow)
     chosen = _chosen_runtime(runtimes)
     if chosen is None:
         try:
-            wanted = requested_runtime()
+            wanted = requested_tflite_runtime()
         except Exception as exc:
             problems.append(Problem("error", str(exc), getattr(exc, "hint", "") or INSTALL_HINT))
         else:
@@ -280,9 +272,7 @@ def diagnose(
 
     version = pycoral_version()
     return DoctorReport(
-        schema_version=RESULT_SCHEMA_VERSION,
-        kind="doctor",
-        created=utc_now(),
+        **header("doctor"),
         python=python,
         platform=_platform(),
         runtimes=runtimes,

@@ -1,4 +1,4 @@
-"""Edge TPU discovery without pycoral: libedgetpu's C API through ctypes, sysfs, /dev.
+"""Finding a usable Edge TPU without pycoral: libedgetpu's C API through ctypes, asked in a child process.
 
 libedgetpu's C API (`edgetpu_c.h`) is small and stable:
     struct edgetpu_device { enum edgetpu_device_type type; const char* path; };  // 0 = PCI, 1 = USB
@@ -10,6 +10,8 @@ A libedgetpu that does not match the system (or the TFLite runtime) can crash th
 loads it. So everything that calls into the library runs in a child process with a timeout
 (`python -m edgepipe.runtime probe`), and the parent only reads the child's JSON: a crash or a hang
 becomes a reported failure, and `--backend auto` can still fall back to the CPU.
+
+What the operating system sees without libedgetpu (sysfs, /dev/apex_*, udev, plugdev) is `os_devices.py`.
 
 Device strings follow pycoral: `usb`, `usb:N`, `pci`, `pci:N` (N-th device of that type), `:N`
 (N-th device of any type), or nothing (the first device).
@@ -30,20 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import InvalidDeviceError, NoEdgeTpuError
+from .os_devices import UDEV_RULE_TEXT, pci_devices, usb_devices
 
 LIBEDGETPU_ENV = "EDGEPIPE_LIBEDGETPU"
 DEVICE_TYPES = {0: "pci", 1: "usb"}
-
-# The USB Accelerator enumerates as 1a6e:089a until libedgetpu uploads its firmware, then as 18d1:9302.
-USB_BOOTLOADER = ("1a6e", "089a")
-USB_READY = ("18d1", "9302")
-USB_STATES = {USB_BOOTLOADER: "bootloader (firmware not loaded yet)", USB_READY: "ready (firmware loaded)"}
-
-UDEV_RULE_DIRS = ("/etc/udev/rules.d", "/lib/udev/rules.d", "/usr/lib/udev/rules.d")
-UDEV_RULE_TEXT = (
-    'SUBSYSTEM=="usb",ATTRS{idVendor}=="1a6e",ATTRS{idProduct}=="089a",GROUP="plugdev"\n'
-    'SUBSYSTEM=="usb",ATTRS{idVendor}=="18d1",ATTRS{idProduct}=="9302",GROUP="plugdev"'
-)
 
 PROBE_TIMEOUT_S = 60.0  # the first open of a USB Accelerator uploads its firmware
 
@@ -373,120 +365,6 @@ def runtime_version(path: Optional[str] = None) -> Optional[int]:
     return probe.runtime_version if probe.ok else None
 
 
-def list_devices(path: Optional[str] = None) -> List[EdgeTpuDevice]:
-    """The Edge TPUs libedgetpu can open ([] without a library); NoEdgeTpuError if the library fails."""
-    probe = probe_library(path)
-    if probe.ok:
-        return probe.devices
-    if probe.library is None and not probe.crashed:
-        return []
-    raise NoEdgeTpuError("libedgetpu at %s failed: %s" % (path or find_library(), probe.error), hint=FIX_MISMATCH)
-
-
-# --- what the operating system sees ---------------------------------------------------------------
-
-
-@dataclass
-class UsbEdgeTpu:
-    sysfs_path: str
-    vendor_id: str
-    product_id: str
-    state: str  # see USB_STATES
-    speed_mbps: Optional[int]  # 480 = USB 2, 5000 and up = USB 3
-    dev_node: Optional[str]  # /dev/bus/usb/BBB/DDD
-    accessible: Optional[bool]  # whether this user can open dev_node read-write
-
-    @property
-    def usb3(self) -> Optional[bool]:
-        return None if self.speed_mbps is None else self.speed_mbps >= 5000
-
-
-def _read_text(path: str) -> Optional[str]:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def usb_devices(sysfs_root: str = "/sys", dev_root: str = "/dev") -> List[UsbEdgeTpu]:
-    """Coral USB Accelerators attached, in either state, from sysfs (Linux only; [] elsewhere)."""
-    found = []
-    for entry in sorted(glob.glob(os.path.join(sysfs_root, "bus", "usb", "devices", "*"))):
-        vendor = (_read_text(os.path.join(entry, "idVendor")) or "").lower()
-        product = (_read_text(os.path.join(entry, "idProduct")) or "").lower()
-        if (vendor, product) not in USB_STATES:
-            continue
-        speed = _read_text(os.path.join(entry, "speed"))
-        busnum = _read_text(os.path.join(entry, "busnum"))
-        devnum = _read_text(os.path.join(entry, "devnum"))
-        node = None
-        accessible = None
-        if busnum and devnum and busnum.isdigit() and devnum.isdigit():
-            node = os.path.join(dev_root, "bus", "usb", "%03d" % int(busnum), "%03d" % int(devnum))
-            accessible = os.access(node, os.R_OK | os.W_OK) if os.path.exists(node) else None
-        found.append(
-            UsbEdgeTpu(
-                sysfs_path=entry,
-                vendor_id=vendor,
-                product_id=product,
-                state=USB_STATES[(vendor, product)],
-                speed_mbps=int(float(speed)) if speed and speed.replace(".", "", 1).isdigit() else None,
-                dev_node=node,
-                accessible=accessible,
-            )
-        )
-    return found
-
-
-@dataclass
-class PciEdgeTpu:
-    path: str  # /dev/apex_N
-    accessible: bool
-
-
-def pci_devices(dev_root: str = "/dev") -> List[PciEdgeTpu]:
-    """PCIe/M.2 Edge TPUs (and the Dev Board's) as the apex driver exposes them."""
-    return [
-        PciEdgeTpu(path=p, accessible=os.access(p, os.R_OK | os.W_OK))
-        for p in sorted(glob.glob(os.path.join(dev_root, "apex_*")))
-    ]
-
-
-def udev_rules(dirs: Tuple[str, ...] = UDEV_RULE_DIRS) -> Dict[str, Any]:
-    """Rule files that mention the accelerator's vendor IDs (both states need one)."""
-    files = []
-    bootloader = ready = False
-    for directory in dirs:
-        for path in sorted(glob.glob(os.path.join(directory, "*.rules"))):
-            text = (_read_text(path) or "").lower()
-            has_boot, has_ready = USB_BOOTLOADER[0] in text, USB_READY[0] in text
-            if has_boot or has_ready:
-                files.append(path)
-                bootloader = bootloader or has_boot
-                ready = ready or has_ready
-    return {"files": files, "covers_bootloader": bootloader, "covers_ready": ready, "ok": bootloader and ready}
-
-
-def plugdev_status() -> Dict[str, Any]:
-    """Whether this user is in the plugdev group (what Coral's udev rule grants access to)."""
-    status: Dict[str, Any] = {"group_exists": None, "member": None, "root": None}
-    try:
-        import grp
-    except ImportError:  # Windows
-        return status
-    status["root"] = os.geteuid() == 0
-    try:
-        group = grp.getgrnam("plugdev")
-    except KeyError:
-        status["group_exists"] = False
-        status["member"] = False
-        return status
-    status["group_exists"] = True
-    status["member"] = group.gr_gid in os.getgroups() or group.gr_gid == os.getgid()
-    return status
-
-
 # --- deciding whether the Edge TPU backend is usable --------------------------------------------
 
 
@@ -621,25 +499,17 @@ __all__ = [
     "DeviceSpec",
     "EdgeTpuDevice",
     "EdgeTpuTarget",
-    "InvalidDeviceError",
     "LIBEDGETPU_ENV",
-    "PciEdgeTpu",
     "ProbeResult",
-    "UsbEdgeTpu",
     "find_library",
     "library_names",
-    "list_devices",
     "locate_library",
     "parse_device",
     "parse_runtime_version",
-    "pci_devices",
-    "plugdev_status",
     "probe_delegate",
     "probe_failure",
     "probe_library",
     "require_edgetpu",
     "runtime_version",
     "select_device",
-    "udev_rules",
-    "usb_devices",
 ]

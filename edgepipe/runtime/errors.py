@@ -1,12 +1,19 @@
-"""The error hierarchy shared by the host CLI and the device-side runner.
+"""The error hierarchy shared by the host CLI and the device-side runner, and error -> exit code.
 
-Every error carries an exit code so that a CLI (the host's `edgepipe` or the board's
-`python -m edgepipe.runtime`) can map it without a lookup table of its own. Codes are part of the
-public contract (README, "Exit codes"): never renumber one.
+Every error class carries its exit code, so every front door (the host's `edgepipe`, the board's
+`python -m edgepipe.runtime`, `scripts/`) maps a failure with `exit_code_for` and words it with
+`error_line` instead of a table of its own. Codes are part of the public contract (README, "Exit
+codes"): never renumber one. The JSON form of an error (the envelope) is `report.error_envelope`.
 
 This module lives in the device-side package because the runner raises these on a board that has
 only numpy and a TFLite runtime; `edgepipe.errors` re-exports them and adds the host-only ones.
 """
+
+from typing import Optional
+
+EXIT_INTERNAL = 1  # not an EdgepipeError: a bug
+EXIT_USAGE = 2  # bad command line (argparse, typer)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 
 
 class EdgepipeError(Exception):
@@ -79,3 +86,25 @@ class InvalidDeviceError(EdgepipeError):
     """An Edge TPU device string is not one of `usb`, `usb:N`, `pci`, `pci:N`, `:N`."""
 
     exit_code = 24
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The process exit code for a failure: the error's own, 130 for Ctrl-C, 1 for anything else (a bug)."""
+    if isinstance(exc, EdgepipeError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
+
+
+def error_line(exc: BaseException) -> Optional[str]:
+    """The one line a front door prints for a failure it understands (None: not ours, show the traceback).
+
+    The text is literal: it may hold a user's file name, a compiler's or a remote host's words, so a
+    caller printing it through rich must switch markup off.
+    """
+    if isinstance(exc, EdgepipeError):
+        return "error: " + exc.one_line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return None

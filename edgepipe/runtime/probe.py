@@ -37,10 +37,10 @@ def probe(
         spec = parse_device(device)
         tflite = None
         if model:
-            from .tflite_backend import load_runtime
+            from .interpreters import load_tflite_runtime
 
             stage("load_runtime")
-            tflite = load_runtime(runtime)
+            tflite = load_tflite_runtime(runtime)
             result["runtime"] = tflite.describe()
         result.update(query_library(library, stage))
         if model:

@@ -1,7 +1,10 @@
-"""Report plumbing shared by every stage: dataclass → JSON, and atomic file writes.
+"""Report plumbing shared by every stage: the header every result starts with, the JSON error
+envelope, dataclass → JSON, and atomic file writes.
 
-Results are JSON first. A report is written to a temporary file in the target directory and then
-renamed, so a reader (or a crashed run) never sees half a file.
+Results are JSON first. Each begins with `ResultHeader` (schema_version, kind, created), filled by
+`header(kind)`. A failure a front door reports as JSON is `error_envelope(exc)`; `read_error_envelope`
+is its reader (deploy quotes a remote failure from it). A report is written to a temporary file in the
+target directory and then renamed, so a reader (or a crashed run) never sees half a file.
 """
 
 from __future__ import annotations
@@ -12,11 +15,63 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Union
+from typing import IO, Any, Dict, Optional, Union
 
-from .errors import OutputWriteError
+from .errors import EdgepipeError, OutputWriteError, error_line, exit_code_for
 
 RESULT_SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class ResultHeader:
+    """The first fields of every result: subclass it and build with `**header(kind)`."""
+
+    schema_version: int
+    kind: str  # "bench", "eval", "doctor", "suite", "deploy", "fleet", ...
+    created: str  # utc_now()
+
+
+def header(kind: str) -> Dict[str, Any]:
+    """`ResultHeader`'s values for a result made now."""
+    return {"schema_version": RESULT_SCHEMA_VERSION, "kind": kind, "created": utc_now()}
+
+
+def error_envelope(exc: EdgepipeError) -> Dict[str, Any]:
+    """The JSON form of an error, printed on stdout so that a program reading it learns the error type too."""
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "kind": "error",
+        "error": {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "hint": exc.hint or None,
+            "exit_code": exc.exit_code,
+        },
+    }
+
+
+def read_error_envelope(stdout: str) -> Optional[Dict[str, Any]]:
+    """The `error` part of an envelope on the last line of `stdout`, or None when there is none."""
+    lines = stdout.strip().splitlines()
+    try:
+        record = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if isinstance(record, dict) and record.get("kind") == "error" and isinstance(record.get("error"), dict):
+        return record["error"]
+    return None
+
+
+def report_failure(exc: BaseException, stderr: IO[str], stdout: Optional[IO[str]] = None) -> int:
+    """A plain-text front door's failure: one line on `stderr`, the envelope on `stdout` when given
+    (EdgepipeErrors only); returns the exit code. Anything that is not ours is re-raised (a bug)."""
+    line = error_line(exc)
+    if line is None:
+        raise exc
+    stderr.write(line + "\n")
+    if stdout is not None and isinstance(exc, EdgepipeError):
+        stdout.write(json.dumps(error_envelope(exc)) + "\n")
+    return exit_code_for(exc)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import CompileError, CompileRejected, CompilerNotFound, EdgepipeError
-from ..runtime.backend import open_session
-from ..runtime.report import RESULT_SCHEMA_VERSION, utc_now
-from ..runtime.runner import benchmark, environment, evaluate
+from ..runtime.accuracy import evaluate
+from ..runtime.options import RunOptions
+from ..runtime.report import ResultHeader, header
+from ..runtime.runner import benchmark, environment
+from ..runtime.session import open_session
 
 Progress = Callable[[int, int], None]
 
@@ -47,10 +49,8 @@ class VariantResult:
 
 
 @dataclass
-class SuiteReport:
+class SuiteReport(ResultHeader):
     suite: str
-    schema_version: int
-    created: str
     out_dir: str
     results: List[VariantResult]
     data: Dict[str, Any]
@@ -62,30 +62,64 @@ class SuiteReport:
     report_path: Optional[str] = None
 
 
+# (variant name, model file, whether it always runs on the CPU): float and uncompiled int8 variants do
+# (a float model never runs on the Edge TPU, and the delegate would take none of an uncompiled model's
+# ops); a compiled variant runs where the suite's RunOptions say.
+Variant = Tuple[str, Path, bool]
+
+
+def measure_variants(
+    variants: List[Variant],
+    options: RunOptions,
+    progress: Any,
+    *,
+    test: Any,
+    preset: str,
+    dataset: Optional[Dict[str, Any]],
+    keep_confusion: bool = False,
+) -> List[VariantResult]:
+    """Evaluate (on `test`, a Dataset, when given) and benchmark each variant, in order."""
+    rows = []
+    for name, path, on_cpu in variants:
+        run = replace(options, backend="cpu", device=None) if on_cpu else options
+        rows.append(
+            measure_variant(
+                name,
+                path,
+                run,
+                images=None if test is None else test.images,
+                labels=None if test is None else test.labels,
+                preset=preset,
+                class_names=None if test is None else list(test.class_names),
+                dataset=dataset,
+                progress=step_callback(progress, "evaluating %s (%s)" % (name, run.backend)),
+                keep_confusion=keep_confusion,
+            )
+        )
+    return rows
+
+
 def measure_variant(
     variant: str,
     model_path: Path,
+    options: RunOptions,
     *,
-    backend: str,
-    device: Optional[str],
     images: Optional[np.ndarray],
     labels: Optional[np.ndarray],
     preset: Optional[str],
-    runs: int,
-    warmup: int,
     class_names: Optional[List[str]] = None,
     dataset: Optional[Dict[str, Any]] = None,
     label_offset: int = 0,
     progress: Optional[Progress] = None,
     keep_confusion: bool = False,
 ) -> VariantResult:
-    """Evaluate (when images are given) and benchmark one model on the requested backend."""
-    session = open_session(str(model_path), backend=backend, device=device)
+    """Evaluate (when images are given) and benchmark one model as `options` say."""
+    session = open_session(str(model_path), options)
     result = VariantResult(
         variant=variant,
         model=str(model_path),
         size_bytes=os.path.getsize(model_path),
-        requested_backend=backend,
+        requested_backend=options.backend,
         backend=session.backend,
         top1=None,
         top5=None,
@@ -114,7 +148,7 @@ def measure_variant(
         if keep_confusion:
             result.confusion_matrix = ev.confusion_matrix
     pixels = images[0] if images is not None and len(images) else None
-    bench = benchmark(session, runs=runs, warmup=warmup, preset=preset, pixels=pixels)
+    bench = benchmark(session, runs=options.runs, warmup=options.warmup, preset=preset, pixels=pixels)
     result.latency_ms = _stats(bench.latency_ms)
     result.end_to_end_ms = _stats(bench.end_to_end_ms)
     return result
@@ -134,9 +168,8 @@ def finish_report(
     from ..runtime.report import write_json_atomic
 
     report = SuiteReport(
+        **header("suite"),
         suite=suite,
-        schema_version=RESULT_SCHEMA_VERSION,
-        created=utc_now(),
         out_dir=str(out_dir),
         results=results,
         data=data,
@@ -217,13 +250,14 @@ def environment_without_session() -> Dict[str, Any]:
 
 
 __all__ = [
-    "RESULT_SCHEMA_VERSION",
     "SuiteReport",
+    "Variant",
     "VariantResult",
     "compile_if_possible",
     "environment_without_session",
     "finish_report",
     "measure_variant",
+    "measure_variants",
     "step_callback",
     "suite_progress",
 ]

@@ -20,18 +20,20 @@ import numpy as np
 from ..convert import convert_model
 from ..data import load_dataset
 from ..errors import DatasetError
+from ..runtime.options import RunOptions
 from ..runtime.report import make_dirs, to_jsonable
 from .common import (
     SuiteReport,
+    Variant,
     VariantResult,
     compile_if_possible,
     finish_report,
-    measure_variant,
-    step_callback,
+    measure_variants,
     suite_progress,
 )
 
 PREPROCESS = "unit"  # the seed notebook trains on pixel / 255
+DEFAULT_OPTIONS = RunOptions(runs=200, warmup=10)
 HELD_OUT_FRACTION = 0.2  # of the fallback training data, when the official test set is absent
 CALIB_SAMPLES = 500
 
@@ -82,15 +84,16 @@ def run_mnist_suite(
     data_dir: Optional[Path] = None,
     epochs: int = 5,
     seed: int = 0,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    runs: int = 200,
-    warmup: int = 10,
+    options: RunOptions = DEFAULT_OPTIONS,
     compiler: Optional[str] = None,
     limit: Optional[int] = None,
     quiet: bool = False,
 ) -> SuiteReport:
-    """Run the suite; write `out_dir/results.json` and the models beside it; return the report."""
+    """Run the suite; write `out_dir/results.json` and the models beside it; return the report.
+
+    `options` say how the compiled variant runs (the float and int8 ones always run on the CPU) and how
+    many timed runs each variant gets.
+    """
     started = time.monotonic()
     out_dir = Path(out_dir)
     make_dirs(out_dir, hint="Choose another --out")
@@ -139,30 +142,17 @@ def run_mnist_suite(
         if steps["compile"]["status"] != "compiled":
             warnings.append("no compiled variant: %s" % steps["compile"]["reason"])
 
-        variants = [
-            ("float", Path(conversions["float"]["out"]), "cpu"),  # a float model never runs on the Edge TPU
-            ("edgetpu-int8", int8_path, "cpu"),  # uncompiled: the delegate would take none of its ops
+        variants: List[Variant] = [
+            ("float", Path(conversions["float"]["out"]), True),
+            ("edgetpu-int8", int8_path, True),
         ]
         if steps["compile"].get("model"):
-            variants.append(("edgetpu-compiled", Path(steps["compile"]["model"]), backend))
+            variants.append(("edgetpu-compiled", Path(steps["compile"]["model"]), False))
         dataset = {"name": "mnist", "split": data_info["test_split"], "source": data_info["test_source"]}
-        for variant, path, variant_backend in variants:
-            result = measure_variant(
-                variant,
-                path,
-                backend=variant_backend,
-                device=device if variant_backend != "cpu" else None,
-                images=test.images,
-                labels=test.labels,
-                preset=PREPROCESS,
-                runs=runs,
-                warmup=warmup,
-                class_names=list(test.class_names),
-                dataset=dict(dataset, count=len(test)),
-                progress=step_callback(progress, "evaluating %s (%s)" % (variant, variant_backend)),
-                keep_confusion=True,
-            )
-            results.append(result)
+        results += measure_variants(
+            variants, options, progress, test=test, preset=PREPROCESS, dataset=dict(dataset, count=len(test)),
+            keep_confusion=True,
+        )  # fmt: skip
 
     by_name = {r.variant: r for r in results}
     comparisons: Dict[str, Any] = {}

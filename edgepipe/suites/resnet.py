@@ -18,14 +18,15 @@ from typing import Any, Dict, List, Optional
 from ..convert import convert_model
 from ..data import find_data_dir, load_dataset
 from ..errors import DatasetError, InputNotFoundError, ModelFormatError
+from ..runtime.options import RunOptions
 from ..runtime.report import make_dirs, to_jsonable
 from .common import (
     SuiteReport,
+    Variant,
     VariantResult,
     compile_if_possible,
     finish_report,
-    measure_variant,
-    step_callback,
+    measure_variants,
     suite_progress,
 )
 
@@ -33,6 +34,7 @@ MODELS = ("resnet8", "resnet50")
 RESNET8_FILE = Path("mlperf-tiny-resnet8") / "pretrainedResnet.h5"
 RESNET8_MLPERF_INT8 = "pretrainedResnet_quant.tflite"
 RESNET50_SIZE = 224
+DEFAULT_OPTIONS = RunOptions(runs=50, warmup=5)
 
 
 def find_resnet8(explicit: Optional[Path], data_dir: Optional[Path]) -> Optional[Path]:
@@ -115,10 +117,7 @@ def run_resnet_suite(
     resnet8: Optional[Path] = None,
     weights: str = "imagenet",
     images: Optional[Path] = None,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    runs: int = 50,
-    warmup: int = 5,
+    options: RunOptions = DEFAULT_OPTIONS,
     limit: Optional[int] = None,
     calib_samples: int = 200,
     seed: int = 0,
@@ -157,32 +156,20 @@ def run_resnet_suite(
                 data["resnet8"] = {"dataset": "cifar10", "source": test.source, "count": len(test)}
                 compiled = compile_if_possible(Path(conv["edgetpu"]["out"]), out_dir, compiler)
                 steps["resnet8"] = {"source": str(source), "convert": conv, "compile": compiled}
-                variants = [("resnet8-float", Path(conv["float"]["out"]), "cpu", "raw")]
-                variants.append(("resnet8-edgetpu-int8", Path(conv["edgetpu"]["out"]), "cpu", "raw"))
+                variants: List[Variant] = [
+                    ("resnet8-float", Path(conv["float"]["out"]), True),
+                    ("resnet8-edgetpu-int8", Path(conv["edgetpu"]["out"]), True),
+                ]
                 mlperf = source.parent / RESNET8_MLPERF_INT8
                 if mlperf.is_file():
-                    variants.append(("resnet8-mlperf-int8 (reference)", mlperf, "cpu", "raw"))
+                    variants.append(("resnet8-mlperf-int8 (reference)", mlperf, True))
                 if compiled.get("model"):
-                    variants.append(("resnet8-edgetpu-compiled", Path(compiled["model"]), backend, "raw"))
+                    variants.append(("resnet8-edgetpu-compiled", Path(compiled["model"]), False))
                 else:
                     warnings.append("resnet8: no compiled variant: %s" % compiled["reason"])
-                for variant, path, variant_backend, preset in variants:
-                    results.append(
-                        measure_variant(
-                            variant,
-                            path,
-                            backend=variant_backend,
-                            device=device if variant_backend != "cpu" else None,
-                            images=test.images,
-                            labels=test.labels,
-                            preset=preset,
-                            runs=runs,
-                            warmup=warmup,
-                            class_names=list(test.class_names),
-                            dataset=data["resnet8"],
-                            progress=step_callback(progress, "evaluating %s" % variant),
-                        )
-                    )
+                results += measure_variants(
+                    variants, options, progress, test=test, preset="raw", dataset=data["resnet8"]
+                )
                 by = {r.variant: r for r in results}
                 comparisons["resnet8_int8_minus_float_top1_pp"] = round(
                     (by["resnet8-edgetpu-int8"].top1 - by["resnet8-float"].top1) * 100, 3
@@ -190,8 +177,8 @@ def run_resnet_suite(
 
         if "resnet50" in models:
             results += _resnet50(
-                out_dir, weights, images, data_dir, backend, device, runs, warmup, limit, calib_samples, seed,
-                compiler, progress, steps, data, warnings, comparisons,
+                out_dir, weights, images, data_dir, options, limit, calib_samples, seed, compiler, progress, steps,
+                data, warnings, comparisons,
             )  # fmt: skip
 
     return finish_report("resnet", out_dir, started, results, data, steps, comparisons, warnings)
@@ -202,10 +189,7 @@ def _resnet50(
     weights: str,
     images: Optional[Path],
     data_dir: Optional[Path],
-    backend: str,
-    device: Optional[str],
-    runs: int,
-    warmup: int,
+    options: RunOptions,
     limit: Optional[int],
     calib_samples: int,
     seed: int,
@@ -242,31 +226,18 @@ def _resnet50(
         data["resnet50"] = {"dataset": spec, "source": test.source, "count": len(test)}
     else:
         warnings.append("resnet50 uses random weights: latency only, no accuracy")
-    variants = [("resnet50-float", Path(conv["float"]["out"]), "cpu")]
-    variants.append(("resnet50-edgetpu-int8", Path(conv["edgetpu"]["out"]), "cpu"))
+    variants: List[Variant] = [
+        ("resnet50-float", Path(conv["float"]["out"]), True),
+        ("resnet50-edgetpu-int8", Path(conv["edgetpu"]["out"]), True),
+    ]
     if compiled.get("model"):
-        variants.append(("resnet50-edgetpu-compiled", Path(compiled["model"]), backend))
+        variants.append(("resnet50-edgetpu-compiled", Path(compiled["model"]), False))
     else:
         warnings.append("resnet50: no compiled variant: %s" % compiled["reason"])
-    rows = []
-    for variant, path, variant_backend in variants:
-        row = measure_variant(
-            variant,
-            path,
-            backend=variant_backend,
-            device=device if variant_backend != "cpu" else None,
-            images=None if test is None else test.images,
-            labels=None if test is None else test.labels,
-            preset="caffe",
-            runs=runs,
-            warmup=warmup,
-            class_names=None if test is None else list(test.class_names),
-            dataset=data.get("resnet50"),
-            progress=step_callback(progress, "evaluating %s" % variant),
-        )
-        if latency_only:
+    rows = measure_variants(variants, options, progress, test=test, preset="caffe", dataset=data.get("resnet50"))
+    if latency_only:
+        for row in rows:
             row.notes.append("random weights: latency only")
-        rows.append(row)
     if not latency_only:
         comparisons["resnet50_int8_minus_float_top1_pp"] = round((rows[1].top1 - rows[0].top1) * 100, 3)
     return rows

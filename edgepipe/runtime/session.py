@@ -1,4 +1,6 @@
-"""Choosing where a model runs: the Edge TPU or the CPU, and which file runs there.
+"""Opening a model for inference: choosing where it runs (the Edge TPU or the CPU) and which file runs there.
+
+`open_session(model, RunOptions(...))` is the one way in; the options' `backend` decides:
 
 - `edgetpu`: the model must be compiled (`edgetpu-custom-op` inside) and an Edge TPU must load it;
   otherwise `NoEdgeTpuError` says what is missing and how to fix it.
@@ -19,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
-from .edgetpu import PROBE_TIMEOUT_S, EdgeTpuDevice, EdgeTpuTarget, parse_device, require_edgetpu
+from .edgetpu import EdgeTpuDevice, EdgeTpuTarget, require_edgetpu
 from .errors import BackendError, InferenceError, NoEdgeTpuError
-from .tflite_backend import TfliteRuntime, load_runtime
+from .interpreters import TfliteRuntime, load_tflite_runtime
+from .options import RunOptions
 from .tflite_reader import EDGETPU_CUSTOM_OP, Model, read_model
 
-BACKENDS = ("auto", "edgetpu", "cpu")
 COMPILED_SUFFIX = "_edgetpu"
 
 
@@ -37,7 +39,7 @@ class Session:
     model: Model  # the reader's view of run_model_path
     requested_backend: str
     backend: str  # "edgetpu" or "cpu"
-    runtime: TfliteRuntime
+    tflite: TfliteRuntime  # the TFLite runtime package that made the interpreter
     interpreter: Any
     load_ms: float  # interpreter creation (+ delegate) + allocate_tensors
     device: Optional[EdgeTpuDevice] = None
@@ -55,7 +57,7 @@ class Session:
     def new_interpreter(self) -> Any:
         """A fresh interpreter like this session's (not allocated), e.g. after a failed resize."""
         delegates = [self._delegate] if self._delegate is not None else None
-        return self.runtime.make_interpreter(
+        return self.tflite.make_interpreter(
             self.run_model_path,
             delegates=delegates,
             num_threads=self.num_threads,
@@ -157,7 +159,7 @@ def _cpu_session(
         model=run_model,
         requested_backend=requested,
         backend="cpu",
-        runtime=tflite,
+        tflite=tflite,
         interpreter=interpreter,
         load_ms=(time.perf_counter() - start) * 1e3,
         num_threads=num_threads,
@@ -199,7 +201,7 @@ def _edgetpu_session(
         model=model,
         requested_backend=requested,
         backend="edgetpu",
-        runtime=tflite,
+        tflite=tflite,
         interpreter=interpreter,
         load_ms=(time.perf_counter() - start) * 1e3,
         device=target.device,
@@ -210,38 +212,25 @@ def _edgetpu_session(
     )
 
 
-def open_session(
-    model_path: str,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    cpu_model: Optional[str] = None,
-    runtime: Optional[str] = None,
-    num_threads: Optional[int] = None,
-    reference_kernels: bool = False,
-    probe_timeout: float = PROBE_TIMEOUT_S,
-) -> Session:
-    """Load `model_path` on the chosen backend (see the module docstring) and allocate it."""
-    session = _open(model_path, backend, device, cpu_model, runtime, num_threads, reference_kernels, probe_timeout)
+def open_session(model_path: str, options: Optional[RunOptions] = None, **fields: Any) -> Session:
+    """Load `model_path` as `options` say (see the module docstring) and allocate it.
+
+    `fields` are a shorthand for `RunOptions(**fields)`: `open_session(path, backend="cpu")`.
+    """
+    if options is None:
+        options = RunOptions(**fields)
+    elif fields:
+        raise TypeError("give either RunOptions or its fields, not both")
+    session = _open(os.fspath(model_path), options)
     session.model_compiled = session.backend == "edgetpu" or session.run_model_path != session.model_path
     return session
 
 
-def _open(
-    model_path: str,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    cpu_model: Optional[str] = None,
-    runtime: Optional[str] = None,
-    num_threads: Optional[int] = None,
-    reference_kernels: bool = False,
-    probe_timeout: float = PROBE_TIMEOUT_S,
-) -> Session:
-    if backend not in BACKENDS:
-        raise BackendError("unknown backend %r" % backend, hint="Use one of: %s" % ", ".join(BACKENDS))
-    model_path = os.fspath(model_path)
-    parse_device(device)  # a malformed device string is an error on every backend
+def _open(model_path: str, options: RunOptions) -> Session:
+    backend, device, cpu_model = options.backend, options.device, options.cpu_model
+    num_threads, reference_kernels, probe_timeout = options.threads, options.reference_kernels, options.probe_timeout
     model = read_model(model_path)
-    tflite = load_runtime(runtime)
+    tflite = load_tflite_runtime(options.runtime)
 
     if backend == "cpu":
         run_path, run_model = cpu_model_for(model_path, model, cpu_model)
@@ -293,4 +282,4 @@ def _open(
     return session
 
 
-__all__ = ["BACKENDS", "Session", "cpu_model_for", "open_session", "pycoral_version", "twin_path"]
+__all__ = ["Session", "cpu_model_for", "open_session", "pycoral_version", "twin_path"]

@@ -1,6 +1,7 @@
 """Host side of `edgepipe bench`, `eval` and `doctor`: the device-side runner plus the host's loaders.
 
-The measuring itself is `edgepipe.runtime.runner` (the same code runs on a board); this module only
+The measuring itself is `edgepipe.runtime.runner` and `.accuracy` (the same code runs on a board),
+the session is opened from a `RunOptions` (`edgepipe.runtime.options`); this module only
 adds what needs the host: datasets through `edgepipe.data.load_dataset` (sized to the model's
 input), images through Pillow, and the compiler in `doctor`.
 """
@@ -13,9 +14,11 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .errors import CompilerNotFound, DatasetError, InputNotFoundError
-from .runtime.backend import Session, open_session
+from .runtime.accuracy import EvalResult, evaluate, guess_label_offset
 from .runtime.doctor import DoctorReport, Problem, diagnose
-from .runtime.runner import BenchResult, EvalResult, Progress, benchmark, evaluate, guess_label_offset
+from .runtime.options import RunOptions
+from .runtime.runner import BenchResult, Progress, benchmark
+from .runtime.session import Session, open_session
 
 
 def _input_geometry(session: Session) -> Tuple[int, int, Optional[int]]:
@@ -45,27 +48,14 @@ def load_image(path: Path, session: Session) -> np.ndarray:
 
 def bench_model(
     model: Path,
+    options: RunOptions,
     *,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    cpu_model: Optional[Path] = None,
-    runtime: Optional[str] = None,
-    runs: int = 100,
-    warmup: int = 10,
-    threads: Optional[int] = None,
     preset: Optional[str] = None,
     image: Optional[Path] = None,
 ) -> BenchResult:
-    session = open_session(
-        str(model),
-        backend=backend,
-        device=device,
-        cpu_model=str(cpu_model) if cpu_model else None,
-        runtime=runtime,
-        num_threads=threads,
-    )
+    session = open_session(str(model), options)
     pixels = load_image(image, session) if image is not None else None
-    result = benchmark(session, runs=runs, warmup=warmup, preset=preset, pixels=pixels)
+    result = benchmark(session, runs=options.runs, warmup=options.warmup, preset=preset, pixels=pixels)
     if image is not None:
         result.notes.append("input: %s resized to the model's input" % image)
     return result
@@ -74,12 +64,8 @@ def bench_model(
 def eval_model(
     model: Path,
     dataset: str,
+    options: RunOptions,
     *,
-    backend: str = "auto",
-    device: Optional[str] = None,
-    cpu_model: Optional[Path] = None,
-    runtime: Optional[str] = None,
-    threads: Optional[int] = None,
     split: str = "test",
     data_dir: Optional[Path] = None,
     limit: Optional[int] = None,
@@ -96,14 +82,7 @@ def eval_model(
     """
     from .data import load_dataset_for_input
 
-    session = open_session(
-        str(model),
-        backend=backend,
-        device=device,
-        cpu_model=str(cpu_model) if cpu_model else None,
-        runtime=runtime,
-        num_threads=threads,
-    )
+    session = open_session(str(model), options)
     height, width, _ = _input_geometry(session)
     ds = load_dataset_for_input(dataset, (height, width), split=split, data_dir=data_dir, limit=limit)
     targets = ds.labels

@@ -1,4 +1,5 @@
-"""Which TFLite runtime to use: `ai_edge_litert`, else `tflite_runtime`, else `tensorflow.lite`.
+"""Which TFLite runtime (the package that provides the interpreter) to use: `ai_edge_litert`, else
+`tflite_runtime`, else `tensorflow.lite`.
 
 All three expose the same `Interpreter(model_path=..., experimental_delegates=..., num_threads=...)`
 and `load_delegate(library, options)`, so the rest of the runner only sees a `TfliteRuntime`.
@@ -16,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from .errors import RuntimeNotFoundError
+from .options import TFLITE_RUNTIME_ALIASES, TFLITE_RUNTIMES
 
-RUNTIME_ENV = "EDGEPIPE_TFLITE_RUNTIME"
-RUNTIME_NAMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-RUNTIME_ALIASES = {"litert": "ai_edge_litert", "tflite": "tflite_runtime", "tf": "tensorflow"}
+TFLITE_RUNTIME_ENV = "EDGEPIPE_TFLITE_RUNTIME"
 
 INSTALL_HINT = (
     "Install one: `pip install ai-edge-litert` (Python 3.9+), or `pip install tflite-runtime` "
@@ -29,7 +29,7 @@ INSTALL_HINT = (
 
 @dataclass
 class TfliteRuntime:
-    name: str  # one of RUNTIME_NAMES
+    name: str  # one of TFLITE_RUNTIMES
     version: str
     interpreter_class: Any
     load_delegate: Any
@@ -96,18 +96,20 @@ def _import(name: str) -> TfliteRuntime:
             lite.experimental.load_delegate,
             getattr(lite.experimental, "OpResolverType", None),
         )
-    raise RuntimeNotFoundError("unknown TFLite runtime %r" % name, hint="Choose one of: %s" % ", ".join(RUNTIME_NAMES))
+    raise RuntimeNotFoundError(
+        "unknown TFLite runtime %r" % name, hint="Choose one of: %s" % ", ".join(TFLITE_RUNTIMES)
+    )
 
 
 _loaded: Dict[str, TfliteRuntime] = {}
 
 
-def requested_runtime(name: Optional[str] = None) -> Optional[str]:
+def requested_tflite_runtime(name: Optional[str] = None) -> Optional[str]:
     """The runtime asked for by argument or `$EDGEPIPE_TFLITE_RUNTIME` (validated), or None."""
-    wanted = name or os.environ.get(RUNTIME_ENV) or None
-    wanted = RUNTIME_ALIASES.get(wanted, wanted) if wanted else None
-    if wanted is not None and wanted not in RUNTIME_NAMES:
-        source = "$%s" % RUNTIME_ENV if not name else "the requested runtime"
+    wanted = name or os.environ.get(TFLITE_RUNTIME_ENV) or None
+    wanted = TFLITE_RUNTIME_ALIASES.get(wanted, wanted) if wanted else None
+    if wanted is not None and wanted not in TFLITE_RUNTIMES:
+        source = "$%s" % TFLITE_RUNTIME_ENV if not name else "the requested runtime"
         raise RuntimeNotFoundError(
             "%s is %r, which is not a TFLite runtime edgepipe knows" % (source, wanted),
             hint="Choose one of: litert (= ai_edge_litert), tflite_runtime, tensorflow",
@@ -115,10 +117,10 @@ def requested_runtime(name: Optional[str] = None) -> Optional[str]:
     return wanted
 
 
-def load_runtime(name: Optional[str] = None) -> TfliteRuntime:
+def load_tflite_runtime(name: Optional[str] = None) -> TfliteRuntime:
     """The forced runtime (argument, then `$EDGEPIPE_TFLITE_RUNTIME`), else the first importable one."""
-    wanted = requested_runtime(name)
-    candidates = [wanted] if wanted else list(RUNTIME_NAMES)
+    wanted = requested_tflite_runtime(name)
+    candidates = [wanted] if wanted else list(TFLITE_RUNTIMES)
     errors = []
     for candidate in candidates:
         if candidate in _loaded:
@@ -140,14 +142,14 @@ def _short_error(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def survey_runtimes(include_tensorflow: bool = True) -> List[Dict[str, Any]]:
+def survey_tflite_runtimes(include_tensorflow: bool = True) -> List[Dict[str, Any]]:
     """Every known runtime with its version or import error (for `doctor`).
 
     `include_tensorflow=False` skips importing TensorFlow (seconds) and only says whether it is installed:
     `found` is then None ("installed, not checked") or False.
     """
     found = []
-    for name in RUNTIME_NAMES:
+    for name in TFLITE_RUNTIMES:
         entry: Dict[str, Any] = {"name": name, "found": False, "version": None, "error": None}
         if name == "tensorflow" and not include_tensorflow and name not in _loaded:
             if importlib.util.find_spec("tensorflow") is not None:
@@ -169,4 +171,10 @@ def survey_runtimes(include_tensorflow: bool = True) -> List[Dict[str, Any]]:
     return found
 
 
-__all__ = ["RUNTIME_ENV", "RUNTIME_NAMES", "TfliteRuntime", "load_runtime", "requested_runtime", "survey_runtimes"]
+__all__ = [
+    "TFLITE_RUNTIME_ENV",
+    "TfliteRuntime",
+    "load_tflite_runtime",
+    "requested_tflite_runtime",
+    "survey_tflite_runtimes",
+]
