@@ -429,3 +429,43 @@ def test_tflite_runtime_after_tensorflow_in_one_process_is_refused_with_the_reas
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("20 ")
     assert "already imported TensorFlow" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["[/]nope.tflite", "model[int8].tflite"])
+def test_cli_error_names_a_file_literally_never_as_markup(name: str, tmp_path: Path) -> None:
+    """A file name with rich markup in it ('[/]', '[int8]') is printed as it is: one line, exit 3, no traceback."""
+    for argv in (["inspect", name], ["bench", name]):
+        command = [sys.executable, "-m", "edgepipe.cli"] + argv
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.splitlines() == ["error: model file not found: %s. Check the path" % name]
+        assert proc.stdout == ""
+
+
+def test_run_options_travel_through_the_device_command_line_unchanged() -> None:
+    """What deploy writes into the remote command (`to_argv`) is what the device side builds (`from_args`)."""
+    import argparse
+
+    from edgepipe.runtime.options import RunOptions, add_arguments
+
+    sent = RunOptions(backend="edgetpu", device="usb:1", runtime="tflite_runtime", threads=2, probe_timeout=5.0,
+                      runs=7, warmup=0)  # fmt: skip
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, bench=True)
+    assert RunOptions.from_args(parser.parse_args(sent.to_argv("bench"))) == sent
+    assert "--runs" not in sent.to_argv("eval")
+    with pytest.raises(BackendError):
+        RunOptions(backend="gpu")
+    from edgepipe.runtime.errors import InvalidDeviceError
+
+    with pytest.raises(InvalidDeviceError):
+        RunOptions(device="tpu:0")
+
+
+def test_one_exit_code_mapping_for_every_front_door() -> None:
+    from edgepipe.errors import DeployError, InventoryError
+    from edgepipe.runtime.errors import exit_code_for
+
+    assert [exit_code_for(e) for e in (InventoryError("x"), DeployError("x"), KeyboardInterrupt(), ValueError())] == [
+        2, 50, 130, 1,
+    ]  # fmt: skip
