@@ -317,7 +317,7 @@ def data_download_command(
 def _render_inspect(report: Any) -> None:
     from rich.markup import escape
 
-    from .runtime.inspect import crossing_rows, first_cpu_text, op_rows, summary_rows
+    from .runtime.text import crossing_rows, first_cpu_text, op_rows, summary_rows
 
     out.print(kv_table("edgepipe inspect", [(escape(k), escape(v)) for k, v in summary_rows(report)]))
     title = "Operators (where they run)" if report.compiled_for_edgetpu else "Operators (Edge TPU pre-flight)"
@@ -367,7 +367,7 @@ def inspect_command(
     ),
 ) -> None:
     """Read a model without TensorFlow: Edge TPU pre-flight per op, or where a compiled model runs."""
-    from .runtime.inspect import inspect_file
+    from .runtime.preflight import inspect_file
 
     _show_inspect(inspect_file(str(model), multiple_subgraphs=multiple_subgraphs), as_json)
 

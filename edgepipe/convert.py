@@ -234,7 +234,7 @@ def _offender_dict(o: Offender) -> Dict[str, Any]:
     return {"op": o.op, "index": o.index, "reasons": o.reasons, "tensors": o.tensors, "boundary": o.boundary}
 
 
-# --- Edge TPU pre-flight gate (TF-free, edgepipe.runtime.inspect) ------------------------------
+# --- Edge TPU pre-flight gate (TF-free, edgepipe.runtime.preflight) ----------------------------
 
 
 def preflight_summary(model: Model, allow_cpu_ops: int = 0) -> Dict[str, Any]:
@@ -244,7 +244,8 @@ def preflight_summary(model: Model, allow_cpu_ops: int = 0) -> Dict[str, Any]:
     an op version newer than compiler 16 knows, or a tensor of rank > 3 leaves that op, and every op
     that depends on it, on the CPU.
     """
-    from .runtime.inspect import MAPPED, first_cpu_text, inspect_model
+    from .runtime.preflight import MAPPED, inspect_model
+    from .runtime.text import first_cpu_text
 
     report = inspect_model(model)
     cpu = [v for v in report.ops if getattr(v, "edgetpu", MAPPED) != MAPPED]
@@ -258,7 +259,7 @@ def preflight_summary(model: Model, allow_cpu_ops: int = 0) -> Dict[str, Any]:
             "allowed: --allow-cpu-ops %d" % allow_cpu_ops if report.cpu_ops <= allow_cpu_ops else "refused",
         )
     return {
-        "checked_by": "edgepipe.runtime.inspect",
+        "checked_by": "edgepipe.runtime.preflight",
         "verdict": verdict,
         "fully_mapped": not cpu,
         "ops_total": report.ops_total,

@@ -1,4 +1,4 @@
-"""`edgepipe inspect` (edgepipe.runtime.inspect) against real models and hostile files.
+"""`edgepipe inspect` (edgepipe.runtime.preflight) against real models and hostile files.
 
 - "real pair" tests use Coral's uncompiled/compiled pairs in ../shared/models/coral-test-data: the
   compiled file is the real edgetpu_compiler's output, so the ops still in it are exactly the ops the
@@ -39,9 +39,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from edgepipe.cli import app
-from edgepipe.runtime import inspect as insp
+from edgepipe.runtime import preflight as insp
 from edgepipe.runtime.errors import EdgepipeError, InputNotFoundError, ModelFormatError
-from edgepipe.runtime.inspect import (
+from edgepipe.runtime.preflight import (
     MAPPED,
     MORE_THAN_ONE_SUBGRAPH,
     NON_UNIT_STRIDES,
@@ -54,9 +54,9 @@ from edgepipe.runtime.inspect import (
     inspect_file,
     inspect_model,
     main_inspect,
-    render_text,
 )
 from edgepipe.runtime.report import dumps
+from edgepipe.runtime.text import render_text
 from edgepipe.runtime.tflite_reader import EDGETPU_CUSTOM_OP, read_model, read_model_bytes
 
 # Every uncompiled/compiled pair in the folder, found when the tests are collected, so a pair added to
@@ -314,7 +314,7 @@ def _device_side(args: Sequence[str]) -> subprocess.CompletedProcess:
         "    from edgepipe.runtime.__main__ import main\n"
         "    rc = main(['inspect'] + sys.argv[1:])\n"
         "except ImportError:\n"  # no runtime CLI in this tree: the module's own entry point
-        "    from edgepipe.runtime.inspect import main_inspect\n"
+        "    from edgepipe.runtime.preflight import main_inspect\n"
         "    rc = main_inspect(sys.argv[1:])\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'typer', 'rich') if m in sys.modules]\n"
         "sys.exit(97 if heavy else rc)\n"
@@ -380,7 +380,7 @@ def test_device_side_inspect_runs_on_python_3_7(coral_data: Path) -> None:
         [
             python,
             "-c",
-            "from edgepipe.runtime.inspect import main_inspect; import sys; sys.exit(main_inspect(sys.argv[1:]))",
+            "from edgepipe.runtime.preflight import main_inspect; import sys; sys.exit(main_inspect(sys.argv[1:]))",
             str(path),
             "--json",
         ],

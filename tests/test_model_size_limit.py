@@ -17,7 +17,7 @@ from conftest import REPO
 
 from edgepipe.runtime import tflite_reader
 from edgepipe.runtime.errors import ModelFormatError
-from edgepipe.runtime.inspect import inspect_file, main_inspect
+from edgepipe.runtime.preflight import inspect_file, main_inspect
 from edgepipe.runtime.tflite_reader import MAX_MODEL_BYTES, read_model
 
 resource = pytest.importorskip("resource", reason="RLIMIT_AS needs a POSIX system")
@@ -68,7 +68,7 @@ def test_under_a_memory_limit_a_big_model_is_a_one_line_error(tmp_path: Path) ->
     def cap_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    code = "import sys\nfrom edgepipe.runtime.inspect import main_inspect\nsys.exit(main_inspect(sys.argv[1:]))\n"
+    code = "import sys\nfrom edgepipe.runtime.preflight import main_inspect\nsys.exit(main_inspect(sys.argv[1:]))\n"
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)],
         cwd=str(REPO),

@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 from _tflite_builder import ABSENT, Input, act, const, ints, scalar_int, single_op, variable
 
-from edgepipe.runtime import inspect as preflight
-from edgepipe.runtime.inspect import OpVerdict, inspect_model
+from edgepipe.runtime import preflight
+from edgepipe.runtime.preflight import OpVerdict, inspect_model
 from edgepipe.runtime.schema import BUILTIN_OPERATORS
 from edgepipe.runtime.tflite_reader import read_model_bytes
 

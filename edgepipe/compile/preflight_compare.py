@@ -12,7 +12,7 @@ from .verdict import ModelResult
 
 
 def _preflight_ops(model_path: str, multiple_subgraphs: bool) -> List[Any]:
-    from ..runtime.inspect import inspect_model  # late: only a finished compile needs the pre-flight
+    from ..runtime.preflight import inspect_model  # late: only a finished compile needs the pre-flight
 
     return list(inspect_model(model_path, multiple_subgraphs=multiple_subgraphs).ops)
 
@@ -23,7 +23,7 @@ def compare_with_preflight(
     """Per op name, the pre-flight's predicted mapped / not-mapped counts vs the compiler's table.
 
     `predicted_ops` are objects with `.name` and `.edgetpu` ("mapped" or a reason), as returned by
-    `edgepipe.runtime.inspect.inspect_model(...).ops`. Custom ops count as "CUSTOM", as in the table.
+    `edgepipe.runtime.preflight.inspect_model(...).ops`. Custom ops count as "CUSTOM", as in the table.
     """
     predicted: Dict[str, Dict[str, Any]] = {}
     for op in predicted_ops:

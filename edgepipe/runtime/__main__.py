@@ -134,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     if command == "inspect":
-        from .inspect import main_inspect
+        from .preflight import main_inspect
 
         return main_inspect(rest)
     if command == "probe":
