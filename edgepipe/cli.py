@@ -559,7 +559,7 @@ def _run_options(
         backend=backend.value,
         device=device,
         cpu_model=str(cpu_model) if cpu_model else None,
-        runtime=runtime.value if runtime is not None else None,
+        tflite_runtime=runtime.value if runtime is not None else None,
         threads=threads,
         **bench,
     )

@@ -54,7 +54,7 @@ def main() -> int:
         print("model not found: %s" % args.model, file=sys.stderr)
         return 3
 
-    session = open_session(args.model, backend="cpu", runtime=args.runtime, threads=args.threads)
+    session = open_session(args.model, backend="cpu", tflite_runtime=args.runtime, threads=args.threads)
     benchmark(session, runs=args.warmup, warmup=args.warmup)  # sets the inputs and warms caches
     runner_p50: List[float] = []
     bare_p50: List[float] = []

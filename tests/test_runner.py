@@ -119,7 +119,7 @@ def test_guess_label_offset() -> None:
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_mobilenet_on_cpu_classifies_the_cat(coral_data, imagenet_labels, cat_pixels, runtime) -> None:
     model = coral_data / ("%s.tflite" % MOBILENET)
-    session = open_session(str(model), backend="cpu", runtime=runtime)
+    session = open_session(str(model), backend="cpu", tflite_runtime=runtime)
     result = benchmark(session, runs=5, warmup=1, pixels=cat_pixels)
     top = result.prediction[0]
     assert imagenet_labels[top["index"]] in CAT_CLASSES, [imagenet_labels[p["index"]] for p in result.prediction]
@@ -309,7 +309,7 @@ def test_eval_mnist_10k_int8_uint8_float_inputs(mnist_models, mnist_test, runtim
     assert len(mnist_test) == 10000
     results = {}
     for name, path in mnist_models.items():
-        session = open_session(str(path), backend="cpu", runtime=runtime)
+        session = open_session(str(path), backend="cpu", tflite_runtime=runtime)
         dtype = session.interpreter.get_input_details()[0]["dtype"]
         assert np.dtype(dtype).name == name
         result = evaluate(
@@ -420,7 +420,7 @@ def test_tflite_runtime_after_tensorflow_in_one_process_is_refused_with_the_reas
         "from edgepipe.runtime.session import open_session\n"
         "from edgepipe.runtime.errors import RuntimeNotFoundError\n"
         "try:\n"
-        "    open_session(sys.argv[1], backend='cpu', runtime='tflite_runtime')\n"
+        "    open_session(sys.argv[1], backend='cpu', tflite_runtime='tflite_runtime')\n"
         "except RuntimeNotFoundError as exc:\n"
         "    print(exc.exit_code, exc.one_line())\n"
     )
@@ -448,7 +448,7 @@ def test_run_options_travel_through_the_device_command_line_unchanged() -> None:
 
     from edgepipe.runtime.options import RunOptions, add_arguments
 
-    sent = RunOptions(backend="edgetpu", device="usb:1", runtime="tflite_runtime", threads=2, probe_timeout=5.0,
+    sent = RunOptions(backend="edgetpu", device="usb:1", tflite_runtime="tflite_runtime", threads=2, probe_timeout=5.0,
                       runs=7, warmup=0)  # fmt: skip
     parser = argparse.ArgumentParser()
     add_arguments(parser, bench=True)

@@ -43,7 +43,7 @@ class RunOptions:
     backend: str = "auto"  # one of BACKENDS
     device: Optional[str] = None  # Edge TPU device string (edgetpu.parse_device); None = the first
     cpu_model: Optional[str] = None  # uncompiled twin for a compiled model on the CPU
-    runtime: Optional[str] = None  # TFLite runtime name or alias; None = first importable / $EDGEPIPE_TFLITE_RUNTIME
+    tflite_runtime: Optional[str] = None  # name or alias (--runtime); None: $EDGEPIPE_TFLITE_RUNTIME or the first found
     threads: Optional[int] = None  # CPU interpreter threads; None = the TFLite runtime's default
     reference_kernels: bool = False  # CPU: TFLite's reference kernels instead of XNNPack (see interpreters.py)
     probe_timeout: float = PROBE_TIMEOUT_S  # seconds for the first Edge TPU load, done in a child process
@@ -63,7 +63,7 @@ class RunOptions:
         for flag, value in (
             ("--device", self.device),
             ("--cpu-model", self.cpu_model),
-            ("--runtime", self.runtime),
+            ("--runtime", self.tflite_runtime),
             ("--threads", self.threads),
         ):
             if value is not None:
@@ -81,7 +81,7 @@ class RunOptions:
             backend=args.backend,
             device=args.device,
             cpu_model=args.cpu_model,
-            runtime=args.runtime,
+            tflite_runtime=args.runtime,
             threads=args.threads,
             probe_timeout=args.probe_timeout,
             runs=getattr(args, "runs", DEFAULT_RUNS),

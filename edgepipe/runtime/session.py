@@ -230,7 +230,7 @@ def _open(model_path: str, options: RunOptions) -> Session:
     backend, device, cpu_model = options.backend, options.device, options.cpu_model
     num_threads, reference_kernels, probe_timeout = options.threads, options.reference_kernels, options.probe_timeout
     model = read_model(model_path)
-    tflite = load_tflite_runtime(options.runtime)
+    tflite = load_tflite_runtime(options.tflite_runtime)
 
     if backend == "cpu":
         run_path, run_model = cpu_model_for(model_path, model, cpu_model)
