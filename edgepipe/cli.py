@@ -486,7 +486,10 @@ def compile_command(
     ),
     allow_cpu_ops: int = typer.Option(0, "--allow-cpu-ops", min=0, help="Accept up to N ops left on the CPU."),
     from_log: Optional[Path] = typer.Option(
-        None, "--from-log", help="Judge saved compiler output (console text or .log) instead of compiling."
+        None,
+        "--from-log",
+        help="Judge saved compiler output (console text or .log) instead of compiling; "
+        "with MODEL, also compare it with MODEL's pre-flight.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -496,9 +499,10 @@ def compile_command(
     from .runtime.report import make_dirs, write_json_atomic
 
     if from_log is not None:
-        if models:
-            raise typer.BadParameter("--from-log takes no MODEL arguments", param_hint="MODELS")
-        report = report_from_log(from_log, allow_cpu_ops=allow_cpu_ops)
+        # MODEL(s) given: the model(s) the output is of, to compare with their pre-flight.
+        report = report_from_log(
+            from_log, allow_cpu_ops=allow_cpu_ops, models=models or None, multiple_subgraphs=multiple_subgraphs
+        )
         if out_dir is not None:
             make_dirs(out_dir)
             report.report_path = str(out_dir / REPORT_NAME)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import pytest
-from conftest import REPLAY, replay, shared_path
+from conftest import REPLAY, SHARED, replay, shared_path
 from typer.testing import CliRunner
 
 from edgepipe import compile as stage
@@ -223,13 +224,146 @@ def real_lines(name: str) -> List[str]:
 # --- the real outputs -----------------------------------------------------------------------------
 
 
-def test_every_real_output_has_an_expectation(compiler_logs: Path) -> None:
-    on_disk = sorted(p.name for p in compiler_logs.iterdir() if p.name[:2].isdigit())
-    assert on_disk == sorted(REAL) and len(on_disk) == 15
+# Every file in ../shared/edgetpu/compiler_logs/ becomes a test id, whatever the folder holds today:
+# 01-15 against REAL above, 16 onward against TRUTH_16-35.json (hand-read, independent of this code),
+# SOURCES.md and the truth file against the outputs they describe. No count is pinned.
+LOGS = SHARED / "edgetpu" / "compiler_logs"
+_MISSING = "(../shared/edgetpu/compiler_logs missing)"
+LOG_FILES = sorted(p.name for p in LOGS.iterdir() if p.is_file()) if LOGS.is_dir() else [_MISSING]
+OUTPUT_FILES = [n for n in LOG_FILES if n[:2].isdigit()] or [_MISSING]
+TRUTH_NAME = "TRUTH_16-35.json"
 
 
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_real_output_parses_to_expected_values(name: str) -> None:
+def log_path(name: str) -> Path:
+    return shared_path("edgetpu", "compiler_logs", *([name] if name != _MISSING else []))
+
+
+def truth() -> Dict[str, dict]:
+    return json.loads(log_path(TRUTH_NAME).read_text(encoding="utf-8"))["files"]
+
+
+def size_bytes(printed: Optional[str]) -> Optional[int]:
+    """'18.00KiB' -> bytes, as the parser converts the compiler's 2-decimal figures."""
+    if printed is None:
+        return None
+    number, unit = re.match(r"^([\d.]+)\s*(B|KiB|MiB|GiB)$", printed).groups()
+    return round(float(number) * {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": 1024 * MIB}[unit])
+
+
+@pytest.mark.parametrize("name", LOG_FILES)
+def test_replay_every_file_in_compiler_logs_is_covered(name: str) -> None:
+    path = log_path(name)
+    sources = log_path("SOURCES.md").read_text(encoding="utf-8")
+    outputs = [n for n in LOG_FILES if n[:2].isdigit()]
+    if name[:2].isdigit():
+        assert name in REAL or name in truth(), "%s has no hand-read values (REAL here, or %s)" % (name, TRUTH_NAME)
+        assert name in sources, "%s is not in SOURCES.md" % name
+    elif name == TRUTH_NAME:
+        assert sorted(truth()) == sorted(n for n in outputs if n not in REAL)
+    elif name == "SOURCES.md":
+        assert [n for n in outputs if n not in sources] == []
+    else:  # anything else in the folder must at least not be compiler output left without an oracle
+        out = parse_compiler_output(path.read_text(encoding="utf-8", errors="replace"))
+        assert out.version is None and not out.blocks and not out.failure_lines, name
+
+
+@pytest.mark.parametrize("name", OUTPUT_FILES)
+def test_replay_real_output_matches_hand_read_values(name: str) -> None:
+    log_path(name)
+    if name in REAL:
+        check_hand_read_01_15(name)
+        check_from_log_verdict_01_15(name)
+    else:
+        check_truth_16_on(name, truth()[name])
+
+
+def check_truth_16_on(name: str, want: dict) -> None:
+    """Every field of the file's TRUTH_16-35.json entry, against the parsed output and its verdict."""
+    path = log_path(name)
+    text = path.read_text(encoding="utf-8")
+    out = parse_compiler_output(text)
+    report = report_from_log(path)
+    assert report.compiler_version == want["compiler_version"]
+    assert report.verdict == want["verdict"]
+    assert (report.tpu_ops, report.cpu_ops, report.total_ops) == (want["tpu_ops"], want["cpu_ops"], want["total_ops"])
+    per_file = not isinstance(want["subgraphs"], list)
+    got_sub = report.subgraphs if per_file else [m.subgraphs for m in report.models]
+    assert got_sub == want["subgraphs"]
+    for key, attr in (("on_chip", "on_chip_bytes"), ("off_chip", "off_chip_bytes")):
+        if per_file:
+            assert getattr(report, attr) == size_bytes(want[key]), key
+        else:
+            assert [getattr(m, attr) for m in report.models] == [size_bytes(v) for v in want[key]], key
+    for model, expected in zip(report.models, want.get("per_model", [])):
+        assert model.input == expected["input"]
+        assert (model.total_ops, model.tpu_ops, model.cpu_ops) == (
+            expected["total_ops"],
+            expected["tpu_ops"],
+            expected["cpu_ops"],
+        )
+    if "per_model" in want:
+        assert len(report.models) == len(want["per_model"])
+    if want["verdict"] == "failed":
+        assert out.blocks == [] and report.error is not None
+        assert report.error["kind"] != "unknown_failure", "a real failure without a named kind"
+        assert report.error["cause"].strip() in text  # the compiler's own line
+    else:
+        assert report.error is None and out.failure is None
+        # derived_from_table: the text has no "will run on" lines; the counts are the table's sums
+        from_table = bool(want.get("derived_from_table"))
+        assert all(b.reported_cpu_ops is None and b.reported_tpu_ops is None for b in out.blocks) == from_table
+        if from_table:
+            assert all(b.table_complete for b in out.blocks)
+    kind = want["kind"]
+    if kind.startswith(".log"):
+        assert out.blocks and all(b.log_format for b in out.blocks)
+    elif "console" in kind and want["verdict"] != "failed":
+        assert out.blocks and not any(b.log_format for b in out.blocks)
+    if "co-compilation" in kind:
+        assert out.cocompiled and len(out.blocks) == 2
+    if "with operator table" in kind or "has operator table" in kind:
+        assert all(b.table_complete for b in out.blocks)
+    if "no operator table" in kind:
+        assert not any(b.operators for b in out.blocks)
+    if "failed compile" in kind or "Internal compiler error" in kind:
+        assert want["verdict"] == "failed"
+    source = want["source"]
+    line = next(line for line in log_path("SOURCES.md").read_text(encoding="utf-8").splitlines() if name in line)
+    for value in (source.get("repo"), source.get("commit"), source.get("issue")):
+        if value:
+            assert value in line
+    notes = want.get("notes", "")
+    cpu_rows = re.match(r"^CPU: ((?:[A-Z_0-9]+ \d+(?: \([^)]*\))?(?: \+ )?)+)", notes)
+    if cpu_rows:  # e.g. "CPU: DEQUANTIZE 1 (unsupported data type) + QUANTIZE 1 (...)"
+        named: Dict[str, int] = {}
+        for op, count in re.findall(r"([A-Z_0-9]+) (\d+)", cpu_rows.group(1)):
+            named[op] = named.get(op, 0) + int(count)
+        got: Dict[str, int] = {}
+        for r in out.operators:
+            if not r.mapped:
+                got[r.name] = got.get(r.name, 0) + r.count
+        assert got == named
+    if notes.startswith("all ops mapped"):
+        assert out.operators and all(r.mapped for r in out.operators)
+    if "0 on TPU" in notes:
+        assert out.operators and not any(r.mapped for r in out.operators)
+
+
+def test_replay_real_failures_28_and_29_have_a_named_kind_and_the_cause_line() -> None:
+    """Read by hand from the two files (google-coral/edgetpu#829 and #728)."""
+    dynamic = report_from_log(log_path("28_fail_dynamic_sized_tensors_v16.txt"))
+    assert dynamic.error["kind"] == "dynamic_tensors"
+    assert dynamic.error["cause"].startswith("ERROR: Attempting to use a delegate that only supports static-sized")
+    crash = report_from_log(log_path("29_fail_std_out_of_range_v16.txt"))
+    assert crash.error["kind"] == "compiler_exception"
+    assert crash.error["cause"] == "libc++abi: terminating with uncaught exception of type std::out_of_range: vector"
+    assert crash.error["message"].startswith(crash.error["cause"])  # not just "Compilation failed!"
+    for report in (dynamic, crash):
+        problem = stage.verdict_error(report)
+        assert problem.exit_code == 41 and problem.hint and report.error["kind"] in problem.one_line()
+
+
+def check_hand_read_01_15(name: str) -> None:
     want = REAL[name]
     out = parse_compiler_output(real_text(name))
     assert out.version == want["version"]
@@ -335,8 +469,7 @@ def test_real_two_logs_pasted_together_give_two_blocks() -> None:
     assert out.cpu_ops == 2
 
 
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_real_from_log_verdict(name: str) -> None:
+def check_from_log_verdict_01_15(name: str) -> None:
     report = report_from_log(shared_path("edgetpu", "compiler_logs", name))
     assert report.verdict == VERDICT_FROM_TEXT[name]
     assert report.exit_code is None
@@ -1182,3 +1315,188 @@ def test_replay_interrupt_kills_the_compiler_and_its_child(
     pids = json.loads((tmp_path / "pids.json").read_text())
     assert not any(process_alive(p) for p in pids)
     assert staged_files(replay_env["out"]) == []  # staging removed, nothing half-written
+
+
+# --- the CPU-op allowance at its edge (issue 13: `> allow + 1` must fail a test) -------------------
+
+
+@pytest.mark.parametrize("allow, verdict", [(3, "accepted"), (2, "rejected")])
+def test_replay_allowance_exactly_at_and_one_over_through_compile(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path, allow: int, verdict: str
+) -> None:
+    """11 + its .log 12: 3 ops on the CPU (hand-read). Allowing 3 accepts, allowing 2 is one over."""
+    replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log")
+    if verdict == "accepted":
+        assert compile_models([mobilenet], replay_env["out"], allow_cpu_ops=allow).verdict == "accepted"
+        return
+    with pytest.raises(CompileRejected) as caught:
+        compile_models([mobilenet], replay_env["out"], allow_cpu_ops=allow)
+    assert caught.value.report.verdict == "rejected" and caught.value.exit_code == 42
+    assert "3 ops would run on the CPU (allowed 2)" in caught.value.report.reasons[0]
+
+
+@pytest.mark.parametrize(
+    "name, cpu_ops",
+    [("12_efficientdet_coral_v2_edgetpu_v16.log", 3), ("18_yolov8s_integer_quant_160_cpu_v16.log", 2)],
+)
+def test_real_log_allowance_exactly_at_and_one_over(name: str, cpu_ops: int) -> None:
+    path = log_path(name)
+    assert report_from_log(path, allow_cpu_ops=cpu_ops).verdict == "accepted"
+    over = report_from_log(path, allow_cpu_ops=cpu_ops - 1)
+    assert over.verdict == "rejected"
+    assert "%d ops would run on the CPU (allowed %d)" % (cpu_ops, cpu_ops - 1) in over.reasons[0]
+
+
+# --- what the compiler wrote is read back (issue 8.5) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "write, reason",
+    [
+        ("garbage", "is not a readable TFLite model"),
+        ("copy", "is not compiled for the Edge TPU (no edgetpu-custom-op), though the compiler reported 86 ops"),
+    ],
+)
+def test_replay_success_text_with_an_unusable_model_is_failed(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path, tmp_path: Path, write: str, reason: str
+) -> None:
+    replay_all_mapped(monkeypatch, tmp_path)
+    monkeypatch.setenv("EDGEPIPE_REPLAY_WRITE", write)
+    out = replay_env["out"]
+    result = CliRunner().invoke(app, ["compile", str(mobilenet), "-o", str(out), "--json"])
+    assert result.exit_code == 41, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "failed" and report["error"]["kind"] == "invalid_output"
+    assert reason in report["error"]["message"] and "\n" not in report["error"]["message"]
+    assert not list(out.glob("*.tflite"))  # nothing accepted, nothing published
+    assert any("untrusted outputs discarded" in w for w in report["warnings"])
+
+
+def test_replay_cpu_ops_in_the_written_model_disagreeing_with_the_summary_is_failed(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path
+) -> None:
+    replay(
+        monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log", CPU_OPS="2"
+    )
+    with pytest.raises(CompileError) as caught:
+        compile_models([mobilenet], replay_env["out"], allow_cpu_ops=3)
+    assert caught.value.kind == "invalid_output" and caught.value.exit_code == 41
+    assert "holds 2 op(s) outside the Edge TPU, the compiler reported 3 on the CPU" in str(caught.value)
+
+
+def test_replay_written_model_agreeing_with_the_summary_is_kept(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path
+) -> None:
+    from edgepipe.runtime.tflite_reader import read_model
+
+    replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log")
+    report = compile_models([mobilenet], replay_env["out"], allow_cpu_ops=3)
+    written = read_model(report.models[0].output)
+    assert [op.name for op in written.main.operators].count("edgetpu-custom-op") == 1
+    assert len(written.main.operators) - 1 == report.cpu_ops == 3
+
+
+def test_bounded_output_keeps_whole_lines_at_both_ends() -> None:
+    kept = process.BoundedOutput(16, 16)
+    for i in range(1000):
+        kept.add(b"line %04d\n" % i)
+    text, dropped = kept.text()
+    lines = text.splitlines()
+    assert lines[0] == "line 0000" and lines[-1] == "line 0999"
+    assert [x for x in lines if not x.startswith("line ")] == [
+        "[edgepipe: %d bytes of compiler output dropped here; kept the first 10 and the last 10]" % dropped
+    ]
+    assert dropped == 10_000 - sum(len(x) + 1 for x in lines if x.startswith("line "))
+    small = process.BoundedOutput(100, 100)
+    small.add(b"all of it\n")
+    assert small.text() == ("all of it\n", 0)
+
+
+def test_replay_runaway_compiler_output_is_bounded(
+    replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path
+) -> None:
+    """300 MiB printed before a real failure text: memory and report stay at the 1 MiB head + tail."""
+    import tracemalloc
+
+    replay(monkeypatch, "13_fail_opversion_transpose_conv_v16.txt", NOISE_MB="300")
+    # Memory: traced around the compiler run alone (reading the input model is not this test's business).
+    tracemalloc.start()
+    try:
+        run = process.run_compiler([str(REPLAY), "-s", str(mobilenet)], 600)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert run.output_bytes >= 300 * 10**6 and run.dropped_bytes > 298 * 10**6
+    assert peak < 16 * MIB, peak
+    with pytest.raises(CompileError) as caught:
+        compile_models([mobilenet], replay_env["out"])
+    assert caught.value.kind == "op_version"  # the failure at the end of the output is still read
+    report_path = replay_env["out"] / "compile_report.json"
+    assert report_path.stat().st_size < 2 * process.OUTPUT_HEAD_BYTES + 256 * KIB
+    report = json.loads(report_path.read_text())
+    note = [w for w in report["warnings"] if "were dropped" in w]
+    assert len(note) == 1
+    assert int(re.search(r"printed (\d+) bytes", note[0]).group(1)) >= 300 * 10**6
+    assert "bytes of compiler output dropped here" in report["error"]["compiler_output"]
+
+
+# --- compile MODEL --from-log LOG (issue 14.5) -----------------------------------------------------
+
+
+def dummy_like_model(path: Path) -> Path:
+    """A synthetic model consistent with the real log 03 (its ops: QUANTIZE x2, DEPTHWISE_CONV_2D x1,
+    all mapped): uint8 in -> QUANTIZE -> 3x3 depthwise -> QUANTIZE -> uint8 out. No real pair exists
+    for any of the real logs, so this model is built to match one."""
+    import struct
+
+    import _tflite_builder as tb
+
+    scale = [0.02]
+    tensors = [
+        tb.tensor([1, 8, 8, 4], "UINT8", "in", scales=scale),
+        tb.tensor([1, 8, 8, 4], "INT8", "q", scales=scale),
+        tb.tensor([1, 3, 3, 4], "INT8", "w", buffer=1, scales=[0.01] * 4),
+        tb.tensor([4], "INT32", "b", buffer=2, scales=[0.0002] * 4),
+        tb.tensor([1, 8, 8, 4], "INT8", "dw", scales=scale),
+        tb.tensor([1, 8, 8, 4], "UINT8", "out", scales=scale),
+    ]
+    ops = [tb.op(0, [0], [1]), tb.op(1, [1, 2, 3], [4]), tb.op(0, [4], [5])]
+    data = tb.model(
+        [tb.opcode("QUANTIZE"), tb.opcode("DEPTHWISE_CONV_2D")],
+        tensors,
+        ops,
+        [0],
+        [5],
+        buffers=[bytes(36), struct.pack("<4i", 0, 0, 0, 0)],
+    )
+    path.write_bytes(data)
+    return path
+
+
+def test_real_log_from_log_with_a_synthetic_consistent_model_is_compared(tmp_path: Path) -> None:
+    model = dummy_like_model(tmp_path / "dummy.tflite")
+    log = log_path("03_dummy_edgetpu_v16.log")
+    result = CliRunner().invoke(app, ["compile", str(model), "--from-log", str(log), "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "accepted" and report["preflight"] == "compared"
+    assert report["preflight_disagreements"] == []
+    assert not any("may be the output of another model" in w for w in report["warnings"])
+
+
+def test_real_log_from_log_with_a_synthetic_other_model_lists_disagreements(tmp_path: Path) -> None:
+    model = dummy_like_model(tmp_path / "dummy.tflite")
+    report = report_from_log(log_path("05_mnist9_edgetpu_v15.log"), models=[model])
+    assert report.preflight == "compared"
+    assert any("dummy.tflite has 3 ops but the compiler's output counts 10" in w for w in report.warnings)
+    by_op = {d["op"]: d for d in report.preflight_disagreements}
+    assert set(by_op) == {"MAX_POOL_2D", "FULLY_CONNECTED", "RESHAPE", "CONV_2D", "SOFTMAX", "DEPTHWISE_CONV_2D"}
+    assert by_op["CONV_2D"]["compiler"]["mapped"] == 2 and by_op["CONV_2D"]["predicted"]["mapped"] == 0
+
+
+def test_from_log_with_a_compiled_or_missing_model_is_refused(tmp_path: Path, coral_data: Path) -> None:
+    log = str(log_path("03_dummy_edgetpu_v16.log"))
+    compiled = coral_data / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
+    result = CliRunner().invoke(app, ["compile", str(compiled), "--from-log", log])
+    assert result.exit_code == 4 and "already compiled" in result.stderr
+    assert CliRunner().invoke(app, ["compile", str(tmp_path / "none.tflite"), "--from-log", log]).exit_code == 3

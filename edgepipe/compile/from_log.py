@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, List, Optional
 
 from ..errors import InputNotFoundError, ModelFormatError
-from .parse import attach_log, parse_compiler_output
+from .parse import ModelBlock, attach_log, parse_compiler_output
+from .preflight_compare import run_preflight
+from .run import read_uncompiled
 from .verdict import CompileReport, ModelResult, build_report, decide
 
 
-def report_from_log(path: Path, allow_cpu_ops: int = 0) -> CompileReport:
+def report_from_log(
+    path: Path,
+    allow_cpu_ops: int = 0,
+    models: Optional[List[Path]] = None,
+    multiple_subgraphs: bool = False,
+) -> CompileReport:
     """A report from saved compiler output: console text, a `.log`, or both pasted together.
 
     The verdict rests on the text alone: the exit code is unknown. When the console text names its
-    operation log and that file sits beside it, its full operator table is read too.
+    operation log and that file sits beside it, its full operator table is read too. Given the
+    uncompiled `models` the output is of, it is compared with their pre-flight, as a compile here is.
     """
     path = Path(path)
+    models = [Path(m) for m in models or []]
+    parsed = [read_uncompiled(m) for m in models]  # a bad model is refused before the log is judged
     try:
         text = path.read_text("utf-8", "replace")
     except FileNotFoundError:
@@ -65,6 +76,12 @@ def report_from_log(path: Path, allow_cpu_ops: int = 0) -> CompileReport:
         )
         for b in out.blocks
     ]
+    preflight, disagreements = "skipped: no model given", []
+    if models and verdict == "failed":
+        preflight = "skipped: compile failed"
+    elif models:
+        warnings += _model_mismatches(models, parsed, out.blocks)
+        preflight, disagreements = run_preflight(models, results, multiple_subgraphs)
     return build_report(
         out,
         verdict=verdict,
@@ -76,7 +93,20 @@ def report_from_log(path: Path, allow_cpu_ops: int = 0) -> CompileReport:
         min_runtime=None,
         min_runtime_source="not recorded in the compiler's output",
         allow_cpu_ops=allow_cpu_ops,
-        preflight="skipped: no model given",
-        disagreements=[],
+        preflight=preflight,
+        disagreements=disagreements,
         source="text file %s" % path,
     )
+
+
+def _model_mismatches(models: List[Path], parsed: List[Any], blocks: List[ModelBlock]) -> List[str]:
+    """A warning when the output cannot be of the given model: the compiler counts every op of its input."""
+    if len(models) != 1 or len(blocks) != 1 or blocks[0].ops_total is None:
+        return []
+    ops = len(parsed[0].main.operators)
+    if ops == blocks[0].ops_total:
+        return []
+    return [
+        "%s has %d ops but the compiler's output counts %d: it may be the output of another model"
+        % (models[0].name, ops, blocks[0].ops_total)
+    ]

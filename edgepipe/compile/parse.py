@@ -46,6 +46,10 @@ _FAILURES = (
     ("unresolved_custom_op", re.compile(r"Encountered unresolved custom op: ([^\s.]+)")),
     ("large_activations", re.compile(r"Compilation failed due to large activation tensors")),
     ("internal_error", re.compile(r"Internal compiler error|Segmentation fault|core dumped")),
+    # google-coral/edgetpu#829 and #831: a graph whose tensor shapes are only known at run time.
+    ("dynamic_tensors", re.compile(r"only supports static-sized tensors with a graph that has dynamic-sized")),
+    # google-coral/edgetpu#728: the compiler itself died of a C++ exception (libc++abi's last words).
+    ("compiler_exception", re.compile(r"terminating with uncaught exception of type (\S+?):?(\s|$)")),
     ("input_missing", re.compile(r"^Error opening file for reading:\s*(.*)$")),
 )
 # Lines that mean "failed" without saying why; alone they make an `unknown_failure`.

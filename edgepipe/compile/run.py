@@ -16,6 +16,7 @@ from .find import find_compiler, major_version
 from .parse import CompilerOutput, attach_log, find_block, parse_compiler_output
 from .preflight_compare import run_preflight
 from .process import run_compiler, watchdog_s
+from .readback import check_written_models
 from .verdict import REPORT_NAME, CompileReport, ModelResult, build_report, decide, verdict_error
 
 
@@ -47,7 +48,7 @@ def compile_models(
         raise ValueError("search_step needs search_delegate")
     if segments is not None and segments < 1:
         raise ValueError("segments must be >= 1")
-    parsed = [_check_input(m) for m in models]
+    parsed = [read_uncompiled(m) for m in models]
     stems: Dict[str, Path] = {}
     for m in models:
         if m.stem in stems:
@@ -80,11 +81,11 @@ def compile_models(
     )
     ops = max((len(p.main.operators) for p in parsed if p.subgraphs), default=1)
     try:
-        exit_code, text, killed_after, duration = run_compiler(
-            argv, watchdog_s(timeout_s, segments, search_delegate, search_step, ops)
-        )
+        run = run_compiler(argv, watchdog_s(timeout_s, segments, search_delegate, search_step, ops))
+        exit_code, text, killed_after, duration = run.exit_code, run.text, run.killed_after, run.duration_s
         out = parse_compiler_output(text)
         results, missing, log_warnings = _read_staged(out, staging, models, parsed, segments, killed_after is None)
+        trusted = out.failure is None and killed_after is None and exit_code == 0
         verdict, reasons, failure, warnings = decide(
             out,
             exit_code=exit_code,
@@ -94,8 +95,14 @@ def compile_models(
             allow_cpu_ops=allow_cpu_ops,
             missing_outputs=missing if out.failure is None else [],
             min_runtime_source=runtime_source,
+            invalid_outputs=check_written_models(out, staging, results) if trusted else [],
         )
         warnings += log_warnings
+        if run.dropped_bytes:
+            warnings.append(
+                "the compiler printed %d bytes: %d in the middle were dropped, its first and last lines kept"
+                % (run.output_bytes, run.dropped_bytes)
+            )
         if not has_timer:
             warnings.append("compiler %s predates -t (v16): only edgepipe's own timeout applied" % info.version)
         kept = _publish(staging, out_dir, keep_models=verdict != "failed")
@@ -207,7 +214,8 @@ def _fill_results(results: List[ModelResult], out: CompilerOutput, out_dir: Path
                 r.output_bytes = block.output_bytes
 
 
-def _check_input(model: Path) -> Any:
+def read_uncompiled(model: Path) -> Any:
+    """The parsed input model; a missing, malformed or already compiled file raises."""
     parsed = read_model(str(model))  # InputNotFoundError / ModelFormatError for a bad file
     if parsed.compiled_for_edgetpu:
         raise ModelFormatError(

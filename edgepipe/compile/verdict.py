@@ -29,6 +29,12 @@ _FAILURE_HINTS = {
     "move it outside the model",
     "large_activations": "Try --search-delegate, --intermediate-tensors or --segments",
     "internal_error": "Internal compiler errors can be intermittent: rerun once, then simplify the model",
+    "dynamic_tensors": "The model has tensors whose shape is known only at run time (e.g. a batch of None); "
+    "convert it with a fixed input shape, batch 1 (as `edgepipe convert` does)",
+    "compiler_exception": "The compiler crashed on this model (an exception inside it, not a message about the "
+    "model): rerun once, then try another TensorFlow version for the conversion or simplify the model",
+    "invalid_output": "The compiler reported success but wrote a model that does not match its own summary; "
+    "rerun, check free disk space, and keep the compiler's output for a bug report",
     "timeout": "Raise --timeout, or split the model with --segments",
     "input_missing": "Check the model path",
     "missing_output": "The compiler reported success but wrote no model; rerun, and check free disk space",
@@ -101,6 +107,7 @@ def decide(
     allow_cpu_ops: int,
     missing_outputs: List[str],
     min_runtime_source: str,
+    invalid_outputs: Optional[List[str]] = None,
 ) -> Tuple[str, List[str], Optional[CompilerFailure], List[str]]:
     """(verdict, reasons, failure, warnings) from the parsed output and how the process ended."""
     warnings: List[str] = ["compiler: " + w for w in out.compiler_warnings] + list(out.notes)
@@ -143,6 +150,8 @@ def decide(
         failure = CompilerFailure("unknown_failure", "no compile summary, operator table or known failure text found")
     if failure is None and missing_outputs:
         failure = CompilerFailure("missing_output", "the compiler wrote no %s" % ", ".join(missing_outputs))
+    if failure is None and invalid_outputs:
+        failure = CompilerFailure("invalid_output", "; ".join(invalid_outputs))
     if failure is not None:
         return "failed", [failure.message], failure, warnings
 
@@ -183,9 +192,10 @@ def _error_dict(
         return None
     message = failure.message
     text = out.failure_text
-    if text and failure.kind not in ("timeout", "missing_output") and failure.message in text:
+    if text and failure.kind not in ("timeout", "missing_output", "invalid_output") and failure.message in text:
         message = text  # every failure line of the deciding attempt, not just the matching one
     error: Dict[str, Any] = {"kind": failure.kind, "message": message, "compiler_output": compiler_output}
+    error["cause"] = failure.message  # the one line that decided the kind
     if failure.op is not None:
         error["op"] = failure.op
     if failure.op_version is not None:
