@@ -1500,3 +1500,16 @@ def test_from_log_with_a_compiled_or_missing_model_is_refused(tmp_path: Path, co
     result = CliRunner().invoke(app, ["compile", str(compiled), "--from-log", log])
     assert result.exit_code == 4 and "already compiled" in result.stderr
     assert CliRunner().invoke(app, ["compile", str(tmp_path / "none.tflite"), "--from-log", log]).exit_code == 3
+
+
+def test_real_log_padded_to_megabytes_is_read_as_head_and_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--from-log of a huge file: the real output 11 after 3 MiB of filler, read with 64 KiB bounds."""
+    monkeypatch.setattr(process, "OUTPUT_HEAD_BYTES", 64 * KIB)
+    monkeypatch.setattr(process, "OUTPUT_TAIL_BYTES", 64 * KIB)
+    padded = tmp_path / "padded.txt"
+    padded.write_text(
+        "filler line of a saved terminal session\n" * 80_000 + real_text("11_efficientdet_coral_v2_stdout_v16.txt")
+    )
+    report = report_from_log(padded, allow_cpu_ops=3)
+    assert (report.verdict, report.cpu_ops, report.total_ops) == ("accepted", 3, 267)
+    assert any("padded.txt is %d bytes" % padded.stat().st_size in w and "not read" in w for w in report.warnings)

@@ -66,7 +66,7 @@ def build_command(
 
 
 def expected_outputs(model: Path, segments: Optional[int]) -> List[str]:
-    """File names the compiler writes for one input (REFERENCE §1.2)."""
+    """File names the compiler writes for one input (coral.ai/docs/edgetpu/compiler; segments: edgetpu#671)."""
     if segments and segments > 1:
         return ["%s_segment_%d_of_%d_edgetpu.tflite" % (model.stem, i, segments) for i in range(segments)]
     return ["%s_edgetpu.tflite" % model.stem]

@@ -26,7 +26,8 @@ INSTALL_HINT = (
     "`edgepipe compile --from-log FILE`. Meanwhile `edgepipe inspect MODEL` gives the offline prediction"
 )
 
-# Compiler version prefix -> runtime version its output needs by default (REFERENCE §3.1, secondary).
+# Compiler version prefix -> runtime version its output needs by default: coral.ai's "Compiler and runtime
+# versions" table, known here only from restatements of it (the split of the 2.0 builds is unverified).
 _DEFAULT_MIN_RUNTIME = (
     ("16.", 14),
     ("15.", 13),
@@ -96,7 +97,7 @@ def major_version(version: Optional[str]) -> int:
 
 
 def default_min_runtime(compiler_version: Optional[str]) -> Optional[int]:
-    """The runtime version the compiler targets without `-m` (REFERENCE §3.1; None when unknown)."""
+    """The runtime version the compiler targets without `-m` (coral.ai's version table; None when unknown)."""
     for prefix, runtime in _DEFAULT_MIN_RUNTIME:
         if compiler_version and compiler_version.startswith(prefix):
             return runtime

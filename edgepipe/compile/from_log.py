@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from ..errors import InputNotFoundError, ModelFormatError
+from . import process
 from .parse import ModelBlock, attach_log, parse_compiler_output
 from .preflight_compare import run_preflight
 from .run import read_uncompiled
 from .verdict import CompileReport, ModelResult, build_report, decide
+
+
+def read_bounded(path: Path) -> Tuple[str, int]:
+    """(text, bytes dropped): a saved output is read as the compiler's own is kept, head and tail."""
+    kept = process.BoundedOutput(process.OUTPUT_HEAD_BYTES, process.OUTPUT_TAIL_BYTES)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 16), b""):
+                kept.add(chunk)
+    except FileNotFoundError:
+        raise InputNotFoundError("compiler output not found: %s" % path, hint="Check the path") from None
+    except OSError as exc:
+        raise InputNotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    return kept.text()
 
 
 def report_from_log(
@@ -28,12 +43,7 @@ def report_from_log(
     path = Path(path)
     models = [Path(m) for m in models or []]
     parsed = [read_uncompiled(m) for m in models]  # a bad model is refused before the log is judged
-    try:
-        text = path.read_text("utf-8", "replace")
-    except FileNotFoundError:
-        raise InputNotFoundError("compiler output not found: %s" % path, hint="Check the path") from None
-    except OSError as exc:
-        raise InputNotFoundError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    text, dropped = read_bounded(path)
     out = parse_compiler_output(text)
     if out.version is None and not out.blocks and not out.failure_lines:
         raise ModelFormatError(
@@ -44,8 +54,10 @@ def report_from_log(
         if block.log_name and not block.table_complete:
             sibling = path.parent / os.path.basename(block.log_name)
             if sibling.is_file() and sibling.resolve() != path.resolve():
-                attach_log(out, sibling.read_text("utf-8", "replace"), str(sibling))
+                attach_log(out, read_bounded(sibling)[0], str(sibling))
     warnings = ["exit code unknown (read from %s): the verdict rests on the text alone" % path.name]
+    if dropped:
+        warnings.append("%s is %d bytes: %d in the middle were not read" % (path.name, path.stat().st_size, dropped))
     if out.blocks and all(b.log_format for b in out.blocks):
         warnings.append("a .log has no memory or subgraph summary: on-chip, off-chip and subgraphs unknown")
     verdict, reasons, failure, decided_warnings = decide(

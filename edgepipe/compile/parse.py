@@ -38,7 +38,8 @@ _RE = {
     "succeeded": re.compile(r"^Compilation succeeded!"),
     "warning": re.compile(r"^Warning:"),
 }
-# Failure strings of REFERENCE §1.7, most specific first; the compiler's own line is kept as message.
+# Failure strings as the compiler prints them (quoted in google-coral/edgetpu issues, e.g. #168, #845, #862,
+# #601, #211, #829, #728), most specific first; the compiler's own line is kept as message.
 _FAILURES = (
     ("op_version", re.compile(r"Didn't find op for builtin opcode '([^']+)' version '(\d+)'")),
     ("builtin_out_of_range", re.compile(r"Op builtin_code out of range: (\d+)")),

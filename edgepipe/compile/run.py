@@ -65,7 +65,8 @@ def compile_models(
         staging = Path(tempfile.mkdtemp(prefix=".compile-", dir=str(out_dir)))
     except OSError as exc:
         raise OutputWriteError("cannot create %s: %s" % (out_dir, exc.strerror or exc)) from None
-    # The compiler's own watchdog (and so, we assume, `-t`) arrived in v16 (REFERENCE §1.5).
+    # The compiler's own watchdog (and so, we assume, `-t`) arrived in v16: it is the first to print its timer
+    # line, and real v14/v15 outputs have none.
     has_timer = major_version(info.version) >= 16
     argv = build_command(
         info.path,

@@ -134,7 +134,7 @@ def decide(
             and timeout_s is not None
             and duration_s >= timeout_s
         ):
-            # The compiler's own watchdog gives no reason (REFERENCE §1.7); the clock says it was -t.
+            # The compiler's own watchdog prints no reason, only "Compilation failed!"; the clock says it was -t.
             failure = CompilerFailure(
                 "timeout", "%s (after %.1f s, at the -t %d s limit)" % (failure.message, duration_s, timeout_s)
             )
