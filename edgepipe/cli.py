@@ -194,7 +194,9 @@ def _render_convert(report: Any) -> None:
 @app.command("convert")
 @handles_errors
 def convert_command(
-    model: Path = typer.Argument(..., help="Keras model (.keras or .h5) or SavedModel directory."),
+    model: Path = typer.Argument(
+        ..., help="Keras model (.keras or .h5), SavedModel directory, or ONNX model (.onnx; needs the onnx extra)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Output .tflite; its report goes beside it as .json."),
     target: ConvertTarget = typer.Option(
         ConvertTarget.edgetpu,
@@ -220,7 +222,7 @@ def convert_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Convert a Keras/SavedModel model to TFLite; for the Edge TPU, verify it is full int8 and pre-flight it."""
+    """Convert a Keras, SavedModel or ONNX model to TFLite; for the Edge TPU, verify full int8 and pre-flight it."""
     from rich.markup import escape
 
     from .convert import convert_model

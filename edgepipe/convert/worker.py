@@ -1,18 +1,20 @@
-"""The child process of `edgepipe convert`: the only module that imports TensorFlow.
+"""The child process of `edgepipe convert`: with `onnx_worker`, the only code that imports TensorFlow.
 
 Why a separate process: the TFLite calibrator can crash the whole interpreter (Keras 3 LSTM/GRU models
 segfault during calibration), and TensorFlow's import costs seconds and floods stderr. The parent
-(`edgepipe.convert`) survives a crash, keeps the noise in a log, and shows only what matters.
+(`edgepipe.convert.child`) survives a crash, keeps the noise in a log, and shows only what matters.
 
-Protocol (the parent starts `python -m edgepipe._convert_worker --model M --format F --target T
---workdir W`):
-1. The worker loads the model and prints one JSON line on stdout: {"event": "probe", "input": {...}}
-   (static input shape with batch 1, dtype), or {"event": "error", ...} and exits 2.
+Protocol (the parent starts `python -m edgepipe.convert --model M --format F --target T --workdir W`):
+1. The worker loads the model (an ONNX model: converts it to TensorFlow with onnx2tf first) and prints
+   one JSON line on stdout: {"event": "probe", "input": {...}} (static input shape with batch 1, dtype;
+   for ONNX also the source shape and the axes permutation onnx2tf applied), or fails as in 3.
 2. The parent answers one line on stdin: "go" (calibration samples, if any, in W/calib.npy, float32,
    first axis = samples, already shaped like the input without its batch axis) or "abort".
 3. The worker prints {"event": "phase" | "progress", ...} lines while it works, writes
    W/float.tflite, W/target.tflite and W/result.json, and exits 0; on failure result.json holds
    {"ok": false, "kind": ..., "message": ...} and it exits 2.
+After an int8 conversion the worker also runs the float and the int8 model on a few calibration
+samples and reports how far they agree (`int8_check`): a wrong --preprocess shows up there.
 Everything else the worker or TensorFlow prints goes to stderr (fd 1 is redirected there), which the
 parent captures into a log.
 """
@@ -24,11 +26,14 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .inputs import MODEL_FORMATS, TARGETS
+
 FLOAT_CHECK_SAMPLES = 8
+INT8_CHECK_SAMPLES = 32
 # Relative tolerance of the float conversion against the source model at the same static shape:
 # both run the same float32 graph, so only summation order and fused kernels may differ.
 FLOAT_CHECK_RTOL = 1e-3
@@ -118,6 +123,17 @@ def _static_saved_model(model: Any, fmt: str, spec: Dict[str, Any], shape: List[
 
     path = os.path.join(workdir, "static_saved_model")
     input_spec = tf.TensorSpec(shape, tf.as_dtype(spec["dtype"]), name="input")
+    if fmt == "onnx":  # onnx2tf's tf_keras model: TF-native layers, so a tf.Module tracks its variables
+        module = tf.Module()
+        module.model = model
+
+        @tf.function(input_signature=[input_spec])
+        def serve_onnx(x: Any) -> Any:
+            return model(x, training=False)
+
+        module.serve = serve_onnx
+        tf.saved_model.save(module, path, signatures={"serving_default": serve_onnx.get_concrete_function()})
+        return path
     if fmt == "saved_model":
         signature = model.signatures[spec["signature"]]
         name = spec["name"]
@@ -154,7 +170,7 @@ def _accepts_verbose(fn: Callable) -> bool:
         return False
 
 
-def _reference_outputs(static_path: str, samples: np.ndarray) -> List[np.ndarray]:
+def _reference_outputs(static_path: str, samples: np.ndarray) -> List[List[np.ndarray]]:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(static_path)
@@ -179,25 +195,38 @@ def _interpreter(model_bytes: bytes) -> Any:
 
 
 def _run_tflite(model_bytes: bytes, samples: np.ndarray) -> List[List[np.ndarray]]:
+    """Outputs per sample (sorted by name, as the signature's keys), dequantized when the model's
+    I/O is integer; float samples are quantized with the model's own input scale and zero point."""
     interpreter = _interpreter(model_bytes)
     inp = interpreter.get_input_details()[0]
     outs = sorted(interpreter.get_output_details(), key=lambda d: d["name"])
     results = []
     for x in samples:
-        interpreter.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+        x = x[None]
+        if np.issubdtype(inp["dtype"], np.integer):
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
         interpreter.invoke()
-        results.append([np.array(interpreter.get_tensor(o["index"])) for o in outs])
+        row = []
+        for o in outs:
+            y = np.array(interpreter.get_tensor(o["index"]))
+            if np.issubdtype(y.dtype, np.integer) and o["quantization"][0]:
+                y = (y.astype(np.float32) - o["quantization"][1]) * o["quantization"][0]
+            row.append(y)
+        results.append(row)
     return results
 
 
-def _float_check(static_path: str, float_bytes: bytes, samples: np.ndarray) -> Dict[str, Any]:
-    reference = _reference_outputs(static_path, samples)
+def _float_check(reference: List[List[np.ndarray]], float_bytes: bytes, samples: np.ndarray) -> Dict[str, Any]:
     converted = _run_tflite(float_bytes, samples)
     worst, scale = 0.0, 1.0
     for ref, got in zip(reference, converted):
         if len(ref) != len(got):
             raise WorkerError("float_check", "the float conversion has %d outputs, the model %d" % (len(got), len(ref)))
         for r, g in zip(ref, got):
+            r = _as_converted_layout(r, g.shape)
             if r.size != g.size:
                 raise WorkerError("float_check", "output sizes differ: model %s, float TFLite %s" % (r.shape, g.shape))
             worst = max(worst, float(np.max(np.abs(r.reshape(-1) - g.reshape(-1)))))
@@ -208,6 +237,53 @@ def _float_check(static_path: str, float_bytes: bytes, samples: np.ndarray) -> D
             "float_check",
             "the float TFLite model at the static batch-1 shape differs from the source model "
             "(max |diff| %.3g > %.3g on %d samples)" % (worst, check["tolerance"], len(samples)),
+        )
+    return check
+
+
+def _as_converted_layout(ref: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """An ONNX output in channels-first layout, as onnx2tf's channels-last output holds it."""
+    if ref.shape != tuple(shape) and ref.ndim >= 3:
+        moved = np.moveaxis(ref, 1, -1)
+        if moved.shape == tuple(shape):
+            return moved
+    return ref
+
+
+def _int8_check(float_bytes: bytes, target_bytes: bytes, samples: np.ndarray) -> Dict[str, Any]:
+    """The float and the int8 model on the same calibration samples (the first few): how far their
+    outputs and top-1 answers agree, and how many classes each predicts. The parent judges the figures
+    (`stage.int8_check_warnings`); they are reported either way."""
+    reference = _run_tflite(float_bytes, samples)
+    quantized = _run_tflite(target_bytes, samples)
+    worst, low, high = 0.0, np.inf, -np.inf
+    float_top1, int8_top1 = [], []
+    for ref, got in zip(reference, quantized):
+        for pos, (r, g) in enumerate(zip(ref, got)):
+            r, g = r.reshape(-1).astype(np.float64), g.reshape(-1).astype(np.float64)
+            if r.size != g.size:
+                continue
+            worst = max(worst, float(np.max(np.abs(r - g))))
+            low, high = min(low, float(r.min())), max(high, float(r.max()))
+            if pos == 0 and r.size > 1:  # the first output, if it is a vector of scores
+                float_top1.append(int(np.argmax(r)))
+                int8_top1.append(int(np.argmax(g)))
+    compared = bool(np.isfinite(low))
+    spread = high - low if compared else 0.0
+    check: Dict[str, Any] = {
+        "samples": int(len(samples)),
+        "max_abs_diff": worst,
+        "float_output_range": [low, high] if compared else None,
+        "relative_diff": worst / spread if spread > 0 else (0.0 if worst == 0 else None),
+        "top1_agreement": None,
+    }
+    if float_top1:
+        counts = np.bincount(float_top1)
+        check.update(
+            top1_agreement=float(np.mean(np.array(float_top1) == np.array(int8_top1))),
+            float_top1_classes=len(set(float_top1)),
+            int8_top1_classes=len(set(int8_top1)),
+            float_top1_most_common=[int(np.argmax(counts)), int(np.max(counts))],
         )
     return check
 
@@ -265,16 +341,26 @@ def run(args: argparse.Namespace, channel: Channel) -> Dict[str, Any]:
         import tensorflow  # noqa: F401
     except ImportError as exc:
         raise WorkerError("tf_import", "cannot import TensorFlow: %s" % exc) from None
-    channel.send("phase", phase="loading model")
-    try:
-        model = _load(args.model, args.format)
-    except Exception as exc:  # Keras and TF raise anything from ValueError to OSError on a bad file
-        raise WorkerError("load", "%s: %s" % (type(exc).__name__, exc)) from None
-    spec = _input_spec(model, args.format)
-    if not spec["dtype"].startswith("float"):
-        raise WorkerError("input", "the model input is %s; convert expects a float input" % spec["dtype"])
-    shape = _static_shape(spec["shape"])
-    channel.send("probe", input=dict(spec, static_shape=shape))
+    onnx = None
+    if args.format == "onnx":
+        from . import onnx_worker
+
+        onnx = onnx_worker.load_onnx(args.model, args.workdir, args.seed, channel)
+        model, spec, shape = onnx.model, onnx.spec, onnx.static_shape
+    else:
+        channel.send("phase", phase="loading model")
+        try:
+            model = _load(args.model, args.format)
+        except Exception as exc:  # Keras and TF raise anything from ValueError to OSError on a bad file
+            raise WorkerError("load", "%s: %s" % (type(exc).__name__, exc)) from None
+        spec = _input_spec(model, args.format)
+        if not spec["dtype"].startswith("float"):
+            raise WorkerError("input", "the model input is %s; convert expects a float input" % spec["dtype"])
+        shape = _static_shape(spec["shape"])
+    probe = dict(spec, static_shape=shape)
+    if onnx is not None:
+        probe.update(source_shape=onnx.source_shape, layout_perm=onnx.layout_perm)
+    channel.send("probe", input=probe)
 
     answer = sys.stdin.readline().strip()
     if answer != "go":
@@ -304,8 +390,14 @@ def run(args: argparse.Namespace, channel: Channel) -> Dict[str, Any]:
         check_inputs = samples[:FLOAT_CHECK_SAMPLES]
     else:
         check_inputs = np.random.default_rng(args.seed).random((FLOAT_CHECK_SAMPLES, *shape[1:]), dtype=np.float32)
-    float_check = _float_check(static_path, float_bytes, check_inputs.astype(np.float32))
+    check_inputs = check_inputs.astype(np.float32)
+    # The ONNX route is checked against onnxruntime on the ONNX file itself, so that onnx2tf's own
+    # rewrites are covered too, not only TF's conversion of them.
+    reference = onnx.reference(check_inputs) if onnx is not None else _reference_outputs(static_path, check_inputs)
+    float_check = _float_check(reference, float_bytes, check_inputs)
+    float_check["reference"] = "onnxruntime on the ONNX model" if onnx is not None else "the source model (TensorFlow)"
 
+    int8_check = None
     if args.target == "float":
         target_bytes = float_bytes
     else:
@@ -314,15 +406,29 @@ def run(args: argparse.Namespace, channel: Channel) -> Dict[str, Any]:
             target_bytes = _convert(static_path, args.target, samples, channel)
         except Exception as exc:
             raise WorkerError("convert", "%s: %s" % (type(exc).__name__, exc)) from None
+        if samples is not None:
+            channel.send("phase", phase="comparing the float and %s models" % args.target)
+            int8_check = _int8_check(float_bytes, target_bytes, samples[:INT8_CHECK_SAMPLES].astype(np.float32))
     _write(os.path.join(args.workdir, "target.tflite"), target_bytes)
-    return {"ok": True, "input": spec, "static_shape": shape, "float_check": float_check, "versions": _versions()}
+    versions = _versions()
+    if onnx is not None:
+        versions.update(onnx.versions)
+    return {
+        "ok": True,
+        "input": spec,
+        "static_shape": shape,
+        "float_check": float_check,
+        "int8_check": int8_check,
+        "source": onnx.describe() if onnx is not None else None,
+        "versions": versions,
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgepipe._convert_worker")
+    parser = argparse.ArgumentParser(prog="python -m edgepipe.convert")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--format", required=True, choices=("keras", "h5", "saved_model"))
-    parser.add_argument("--target", required=True, choices=("edgetpu", "int8", "float16", "dynamic", "float"))
+    parser.add_argument("--format", required=True, choices=MODEL_FORMATS)
+    parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -341,7 +447,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump(result, fh)
     channel.send("done", ok=bool(result.get("ok")))
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
