@@ -927,7 +927,7 @@ def _render_deploy(report: Any) -> None:
 @handles_errors
 def deploy_command(
     models: List[Path] = typer.Argument(..., help="One or more .tflite models (a compiled one brings its twin)."),
-    to: str = typer.Option(..., "--to", help="local:DIR or ssh://user@host[:port]."),
+    to: str = typer.Option(..., "--to", help="ssh://user@host[:port], local:DIR or labgrid://PLACE."),
     identity: Optional[Path] = typer.Option(None, "--identity", help="SSH private key (ssh -i)."),
     python: Optional[str] = typer.Option(None, "--python", help="Python on the target (default: python3 over ssh)."),
     remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="Parent folder there (default: /tmp)."),
@@ -948,11 +948,12 @@ def deploy_command(
 
     options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     target = parse_target(to, python=python, identity=identity, remote_dir=remote_dir, known_hosts=known_hosts)
-    # Progress and notes hold target names and a remote host's words: printed literally (markup=False).
-    report = deploy(
-        models, target, options, eval_spec=eval_spec, limit=limit, data_dir=data_dir, keep=keep, out_dir=out_dir,
-        progress=lambda message: err.print(message, style="dim", markup=False),
-    )  # fmt: skip
+    with target:  # a labgrid place is held for the run and released after, whatever happens
+        # Progress and notes hold target names and a remote host's words: printed literally (markup=False).
+        report = deploy(
+            models, target, options, eval_spec=eval_spec, limit=limit, data_dir=data_dir, keep=keep, out_dir=out_dir,
+            progress=lambda message: err.print(message, style="dim", markup=False),
+        )  # fmt: skip
     for r in report.results:
         if r.summary.get("fallback_reason"):
             note = Text.assemble(("note:", "yellow"), " %s: %s" % (r.model, r.summary["fallback_reason"]))

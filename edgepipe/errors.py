@@ -34,7 +34,9 @@ __all__ = [
     "ModelFormatError",
     "NoEdgeTpuError",
     "OutputWriteError",
+    "PlaceBusyError",
     "RuntimeNotFoundError",
+    "TargetSpecError",
     "TensorFlowMissingError",
     "UnquantizableOpsError",
     "EdgeTpuIncompatibleError",
@@ -109,3 +111,14 @@ class DeployError(EdgepipeError):
 class RemoteCommandError(DeployError):
     """The target was reached and the bundle verified there, but a device-side command (bench, eval) failed."""
 
+
+class TargetSpecError(DeployError):
+    """A `--to` target string that is not one of the accepted forms: a command-line error, nothing was tried."""
+
+    exit_code = 2
+
+
+class PlaceBusyError(DeployError):
+    """The labgrid place is acquired by someone else; nothing was deployed (we never wait silently)."""
+
+    exit_code = 51

@@ -19,11 +19,13 @@ import tarfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, List, Optional, Tuple, Union
+from typing import IO, List, Optional, Tuple, TypeVar, Union
 
-from ..errors import DeployError
+from ..errors import DeployError, TargetSpecError
 
 RunResult = Tuple[int, str, str]  # (exit code, stdout, stderr)
+_T = TypeVar("_T", bound="TargetLifetime")
+TARGET_FORMS = "ssh://user@host[:port], local:DIR or labgrid://PLACE"  # every accepted `--to` form
 DEFAULT_TIMEOUT_S = 900.0  # one remote command; a board benchmarks a big model for minutes
 SSH_FAILED = 255  # ssh's own exit code when it, not the remote command, failed
 
@@ -41,8 +43,28 @@ def last_error_line(stderr: str) -> str:
     return lines[-1] if lines else "(no output on stderr)"
 
 
+class TargetLifetime:
+    """`with target:` holds what a run needs for its duration (a labgrid place is acquired, then released).
+
+    Plain targets need nothing; the methods exist so callers treat every target the same way.
+    """
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self: _T) -> _T:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
-class LocalTarget:
+class LocalTarget(TargetLifetime):
     """A directory on this machine; commands run with `python` (default: this interpreter)."""
 
     directory: Path
@@ -94,7 +116,7 @@ _SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^@/
 
 
 @dataclass
-class SshTarget:
+class SshTarget(TargetLifetime):
     """`ssh://[user@]host[:port]`, reached with the system `ssh` in batch mode (keys only, no prompts)."""
 
     host: str
@@ -112,12 +134,14 @@ class SshTarget:
     def from_url(cls, url: str, **options: object) -> SshTarget:
         match = _SSH_URL.match(url)
         if not match:
-            raise DeployError(
+            raise TargetSpecError(
                 "cannot parse target %r" % url, hint="Write ssh://user@host or ssh://user@host:port"
             )
         port = match.group("port")
         if port is not None and not 0 < int(port) < 65536:
-            raise DeployError("port %s in %s is out of range" % (port, url), hint="Use a port between 1 and 65535")
+            raise TargetSpecError(
+                "port %s in %s is out of range" % (port, url), hint="Use a port between 1 and 65535"
+            )
         host = match.group("host").strip("[]")
         return cls(host=host, user=match.group("user"), port=int(port) if port else None, **options)  # type: ignore
 
@@ -261,7 +285,7 @@ class SshTarget:
         return rc == 0
 
 
-Target = Union[LocalTarget, SshTarget]  # duck-typed: describe, interpreter, put, run, remove, exists
+Target = Union[LocalTarget, SshTarget]  # duck-typed: describe, interpreter, put, run, remove, exists; `with`
 
 
 def parse_target(
@@ -273,19 +297,33 @@ def parse_target(
     known_hosts: Optional[Path] = None,
     connect_timeout: int = 10,
 ) -> LocalTarget | SshTarget:
-    """`local:DIR` or `ssh://user@host[:port]` → a target."""
+    """`local:DIR`, `ssh://user@host[:port]` or `labgrid://PLACE` → a target (use it as `with target:`).
+
+    A string in none of these forms is a command-line error (TargetSpecError, exit 2): nothing is tried.
+    """
+    ssh_options = {
+        "python": python,
+        "identity": identity,
+        "remote_base": remote_dir or "/tmp",
+        "known_hosts": known_hosts,
+        "connect_timeout": connect_timeout,
+    }
     if spec.startswith("local:"):
         folder = spec[len("local:"):]
         if not folder:
-            raise DeployError("local target needs a folder", hint="Write local:DIR")
+            raise TargetSpecError("local target needs a folder", hint="Write local:DIR")
         return LocalTarget(Path(remote_dir or folder).expanduser(), python=python)
     if spec.startswith("ssh://"):
-        return SshTarget.from_url(
+        return SshTarget.from_url(spec, **ssh_options)
+    if spec.startswith("labgrid://"):
+        from .labgrid import LabgridTarget  # labgrid is an optional extra; imported when asked for
+
+        return LabgridTarget.from_url(spec, **ssh_options)  # type: ignore[return-value]
+    hint = "Accepted forms: %s" % TARGET_FORMS
+    if spec and "://" not in spec and ":" not in spec and "/" not in spec:
+        hint = "A bare host name is not enough: write ssh://USER@%s (a Dev Board: ssh://mendel@%s). %s" % (
             spec,
-            python=python,
-            identity=identity,
-            remote_base=remote_dir or "/tmp",
-            known_hosts=known_hosts,
-            connect_timeout=connect_timeout,
+            spec,
+            hint,
         )
-    raise DeployError("unknown target %r" % spec, hint="Use local:DIR or ssh://user@host[:port]")
+    raise TargetSpecError("%r is not a target" % spec, hint=hint)
