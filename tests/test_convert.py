@@ -27,6 +27,8 @@ from edgepipe.convert import (
     convert_model,
     preflight_error,
     preflight_summary,
+    prepare_calibration,
+    publish,
     verify_edgetpu,
 )
 from edgepipe.errors import (
@@ -38,7 +40,7 @@ from edgepipe.errors import (
     OutputWriteError,
 )
 from edgepipe.runtime.preprocess import to_model_input
-from edgepipe.runtime.tflite_reader import read_model
+from edgepipe.runtime.tflite_reader import read_model, read_model_bytes
 
 try:
     import tensorflow as tf  # noqa: F401  (the converter itself runs in a child process)
@@ -489,6 +491,21 @@ def test_non_model_file_exit_4(work: Path, name: str, content: bytes) -> None:
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize("name", ["model.tflite", "model_int8.bin"])
+def test_tflite_input_says_it_is_already_tflite(seed_edgetpu: Dict[str, Any], work: Path, name: str) -> None:
+    """A TFLite model (by name, or by its TFL3 identifier under another name) is not converted again:
+    the message says what it is and which commands take it."""
+    path = work / ("already_" + name)
+    path.write_bytes(seed_edgetpu["out"].read_bytes())
+    out = work / ("already_%s.tflite" % name.replace(".", "_"))
+    result = run_cli(["convert", path, "-o", out, "--calib", "mnist"])
+    assert result.exit_code == 4, result.stderr
+    message = flat(result.stderr)
+    assert "is already a TFLite model" in message and result.stderr.count("\n") == 1
+    assert "edgepipe inspect %s" % path in message and "edgepipe compile %s" % path in message
+    assert_nothing_written(out)
+
+
 def test_directory_that_is_not_a_savedmodel_exit_4(work: Path) -> None:
     folder = work / "not_a_savedmodel"
     folder.mkdir(exist_ok=True)
@@ -626,3 +643,178 @@ def test_two_output_model_converts_and_each_output_matches_keras(work: Path) -> 
             got = (runner.get_tensor(detail["index"]).astype(np.float32) - o_zero) * o_scale
             want = np.asarray(expected[detail["shape"][-1]][i])
             assert np.max(np.abs(got[0] - want)) <= 4 * o_scale + 0.05 * np.max(np.abs(want))
+
+
+# --- the uint8 input/output rule, on models that break only it -------------------------------
+
+
+def _tf_full_int8(keras_model: Any, work: Path, io_type: Any) -> bytes:
+    """The seed model through TF's converter in this process at batch 1, full int8 ops, with the
+    given inference I/O type (None: TF's default, float I/O around QUANTIZE/DEQUANTIZE)."""
+    import keras
+    import tensorflow as tf
+
+    static = work / "seed_static_savedmodel"
+    if not static.exists():
+        archive = keras.export.ExportArchive()
+        archive.track(keras_model)
+        spec = tf.TensorSpec([1, 28, 28], tf.float32)
+        archive.add_endpoint("serve", lambda x: keras_model(x, training=False), input_signature=[spec])
+        archive.write_out(str(static), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(static))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    samples = np.random.RandomState(0).rand(16, 1, 28, 28).astype(np.float32)
+    converter.representative_dataset = lambda: ([x] for x in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_type is not None:
+        converter.inference_input_type = converter.inference_output_type = io_type
+    return converter.convert()
+
+
+def test_verifier_refuses_int8_io(seed_model: Dict[str, Any], work: Path) -> None:
+    """int8 (not uint8) input and output, every op int8: only the I/O rule can object, and it must."""
+    import tensorflow as tf
+
+    model = read_model_bytes(_tf_full_int8(seed_model["keras"], work, tf.int8), "int8-io model")
+    assert model.input_tensors()[0].dtype == "INT8" and model.output_tensors()[0].dtype == "INT8"
+    offenders = verify_edgetpu(model)
+    assert sorted((o.op, o.reasons[0]) for o in offenders) == [
+        ("graph input", "int8, expected uint8"),
+        ("graph output", "int8, expected uint8"),
+    ]
+
+
+def test_verifier_refuses_float_io(seed_model: Dict[str, Any], work: Path) -> None:
+    model = read_model_bytes(_tf_full_int8(seed_model["keras"], work, None), "float-io model")
+    offenders = verify_edgetpu(model)
+    ports = {(o.op, o.reasons[0]) for o in offenders if o.index is None}
+    assert ports == {("graph input", "float32, expected uint8"), ("graph output", "float32, expected uint8")}
+    assert {o.op for o in offenders if o.index is not None} == {"QUANTIZE", "DEQUANTIZE"}
+    assert all(o.boundary for o in offenders if o.index is not None)
+
+
+# --- publishing OUT and OUT.json: an existing good pair is never lost ---------------------------
+
+
+def _tiny_report(out: Path) -> ConvertReport:
+    return ConvertReport(
+        target="edgetpu", model="m.keras", model_format="keras", out=str(out),
+        report_path=str(out.with_suffix(".json")),
+        size_bytes=3, float_size_bytes=9, size_ratio=0.3333, sha256="0" * 64, inputs=[], outputs=[],
+        model_input_shape=[None, 2], static_shape=[1, 2], op_histogram={}, float_ops=[], verification={},
+        preflight=None, float_check={}, calibration=None, versions={}, duration_s=0.0,
+    )  # fmt: skip
+
+
+@pytest.fixture()
+def published(tmp_path: Path) -> Dict[str, Any]:
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"old good model")
+    out.with_suffix(".json").write_text('{"old": "report"}\n')
+    return {"out": out, "json": out.with_suffix(".json"), "dir": tmp_path}
+
+
+def _assert_old_pair_kept(published: Dict[str, Any]) -> None:
+    assert published["out"].read_bytes() == b"old good model"
+    assert published["json"].read_text() == '{"old": "report"}\n'
+    assert sorted(p.name for p in published["dir"].iterdir()) == ["model.json", "model.tflite"], "leftovers"
+
+
+def test_publish_replaces_both(published: Dict[str, Any]) -> None:
+    publish(published["out"], b"new", _tiny_report(published["out"]))
+    assert published["out"].read_bytes() == b"new"
+    assert json.loads(published["json"].read_text())["size_bytes"] == 3
+    assert sorted(p.name for p in published["dir"].iterdir()) == ["model.json", "model.tflite"]
+
+
+def test_publish_json_write_failure_keeps_the_old_pair(
+    published: Dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report cannot be written (disk full while staging it): the new model must not replace the old."""
+    import edgepipe.convert.stage as stage
+
+    real_stage = stage._stage
+
+    def full_disk_for_json(path: Path, data: bytes) -> str:
+        if path.suffix == ".json":
+            raise OSError(28, "No space left on device")
+        return real_stage(path, data)
+
+    monkeypatch.setattr(stage, "_stage", full_disk_for_json)
+    with pytest.raises(OutputWriteError, match="No space left on device"):
+        publish(published["out"], b"new", _tiny_report(published["out"]))
+    _assert_old_pair_kept(published)
+
+
+def test_publish_json_rename_failure_restores_the_old_model(
+    published: Dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is already in place when the report's rename fails: the old model comes back."""
+    import edgepipe.convert.stage as stage
+
+    real_replace = os.replace
+
+    def failing_json_rename(src: Any, dst: Any) -> None:
+        if str(dst).endswith(".json"):
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(stage.os, "replace", failing_json_rename)
+    with pytest.raises(OutputWriteError, match="Input/output error"):
+        publish(published["out"], b"new", _tiny_report(published["out"]))
+    _assert_old_pair_kept(published)
+
+
+def test_publish_interrupted_leaves_no_temporary_files(
+    published: Dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgepipe.convert.stage as stage
+
+    real_replace = os.replace
+    calls = []
+
+    def interrupted(src: Any, dst: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(stage.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        publish(published["out"], b"new", _tiny_report(published["out"]))
+    _assert_old_pair_kept(published)
+
+
+# --- float vs int8 on the calibration samples: a wrong --preprocess is not silent -------------
+
+
+def test_seed_mnist_int8_check_agrees(seed_edgetpu: Dict[str, Any]) -> None:
+    check = seed_edgetpu["report"]["int8_check"]
+    assert check["samples"] == 32 and check["top1_agreement"] >= 0.9
+    assert check["float_top1_classes"] >= 5
+    assert not [w for w in seed_edgetpu["report"]["warnings"] if "--preprocess" in w]
+
+
+@pytest.mark.slow
+def test_wrong_preprocess_warns(resnet8: Dict[str, Any], work: Path, datasets: Path) -> None:
+    """ResNet-8 was trained on raw 0-255 pixels; calibrated with --preprocess unit (0-1) every
+    calibration sample gets one class. The right preset gives no such warning (resnet8 fixture)."""
+    h5 = shared_path("models", "mlperf-tiny-resnet8", "pretrainedResnet.h5")
+    out = work / "resnet8_unit.tflite"
+    result = run_cli(["convert", h5, "-o", out, "--calib", "cifar10", "--preprocess", "unit", "--data-dir", datasets])
+    assert result.exit_code == 0, result.stderr
+    warning = flat(result.stderr)
+    assert "warning:" in warning and "for all 32 calibration samples of cifar10" in warning
+    assert "check that --preprocess unit is how the model's training input was scaled" in warning
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["int8_check"]["float_top1_classes"] == 1
+    assert any("--preprocess unit" in w for w in report["warnings"])
+    right = resnet8["edgetpu"]
+    assert right.int8_check["float_top1_classes"] > 1 and right.int8_check["top1_agreement"] >= 0.8
+    assert not [w for w in right.warnings if "--preprocess" in w]
+
+
+def test_caffe_preset_on_grayscale_is_a_dataset_error(datasets: Path) -> None:
+    with pytest.raises(DatasetError, match="--preprocess caffe does not fit") as caught:
+        prepare_calibration("mnist", 8, 0, "caffe", [1, 28, 28], datasets)
+    assert caught.value.exit_code == 6
