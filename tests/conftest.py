@@ -166,3 +166,22 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, object]
             proc.kill()
             proc.wait()
         log.close()
+
+
+# --- the MNIST suite's int8 model (device_tests' `mnist` lane model; built once, cached in /tmp) ---------
+
+
+@pytest.fixture(scope="session")
+def mnist_int8() -> Path:
+    """`edgepipe suite mnist --epochs 1`'s int8 model, built by device_tests/hil.py once per edgepipe version."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "device_tests"))
+    import hil
+
+    try:
+        return hil.build_mnist_model()
+    except hil.SuiteError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
