@@ -23,13 +23,12 @@ from rich.console import Console
 from edgepipe.errors import EdgepipeError
 from edgepipe.fleet import progress_for, validate_fleet
 from edgepipe.render import fleet_table
+from edgepipe.runtime.errors import Terminated
 from edgepipe.runtime.report import dumps, report_failure
-
-EXIT_TERMINATED = 143
 
 
 def _terminated(signum: int, frame: Any) -> None:
-    sys.exit(EXIT_TERMINATED)  # SystemExit unwinds the fleet runner, which stops its boards' workers
+    raise Terminated()  # unwinds the fleet runner like Ctrl-C (it stops its boards' workers); exit 143
 
 
 def main(argv: Optional[List[str]] = None) -> int:

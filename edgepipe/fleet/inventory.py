@@ -104,12 +104,20 @@ def _check_keys(value: Any, allowed: set, where: str, path: Path) -> Dict[str, A
     return value
 
 
+def _plain(number: float) -> str:
+    return "%d" % number if number == int(number) else "%s" % number
+
+
 def _number(value: Any, where: str, path: Path, minimum: float = 0.0, maximum: float = math.inf,
             integer: bool = False) -> Any:  # fmt: skip
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or not minimum <= value <= maximum:
+    # An int is compared as it is: math.isfinite(10**400) would raise OverflowError.
+    finite = ok and (isinstance(value, int) or math.isfinite(value))
+    if isinstance(value, bool) or not finite or not minimum <= value <= maximum:
         kind = "an integer" if integer else "a finite number"
-        limits = ">= %g" % minimum if maximum == math.inf else "from %g to %g" % (minimum, maximum)
+        limits = ">= %s" % _plain(minimum)
+        if maximum != math.inf:
+            limits = "from %s to %s" % (_plain(minimum), _plain(maximum))
         raise InventoryError("%s: %s must be %s %s, not %r" % (path, where, kind, limits, value))
     return value
 

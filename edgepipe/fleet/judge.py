@@ -48,6 +48,8 @@ class BoardResult:
     attempts: List[Dict[str, Any]] = field(default_factory=list)  # failed tries before the last: error, transport
     error_kind: Optional[str] = None  # transport | remote_command | timeout | deploy, when deploy did not finish
     fingerprint: Optional[str] = None  # what the measurements depend on (inventory.Inventory.fingerprint)
+    bundle_sha256: Optional[str] = None  # the bundle deployed (one per fleet run and run options)
+    ssh_connections: Optional[int] = None  # as deploy counted them (1 over SSH; None for local:)
 
 
 @dataclass
@@ -193,6 +195,7 @@ def board_from_json(raw: Any, where: str) -> BoardResult:
             remote=dict(raw.get("remote") or {}), results_path=raw.get("results_path"), error=raw.get("error"),
             elapsed_s=float(raw.get("elapsed_s") or 0.0), attempts=list(raw.get("attempts") or []),
             error_kind=raw.get("error_kind"), fingerprint=raw.get("fingerprint"),
+            bundle_sha256=raw.get("bundle_sha256"), ssh_connections=raw.get("ssh_connections"),
         )  # fmt: skip
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise InventoryError("%s is not a fleet board result (%s: %s)" % (where, type(exc).__name__, exc)) from None

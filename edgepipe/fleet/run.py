@@ -15,12 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..deploy import build_bundle
 from ..errors import InventoryError
 from ..runtime.report import header, make_dirs
 from .inventory import Board, Inventory, load_baseline, load_inventory, parse_shard, read_json, shard_of
@@ -39,6 +41,7 @@ from .progress import FleetProgress, NoProgress
 DEFAULT_MAX_JOBS = 4  # a laptop: each board costs a few processes and an ssh connection here
 MAX_JOBS = 64
 RETRY_DELAY_S = 1.0
+DEPLOY_MARGIN_S = 5.0  # of a board's timeout, left for deploy's own cleanup after its timeout
 STOP_GRACE_S = 15.0  # after SIGTERM a worker removes its bundle from the board; then it is killed
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # so the worker imports this very edgepipe
 
@@ -52,6 +55,11 @@ def check_jobs(jobs: int) -> int:
         raise InventoryError("--jobs %r must be from 1 to %d" % (jobs, MAX_JOBS),
                              hint="How many boards are validated at once; default min(%d, boards)" % DEFAULT_MAX_JOBS)
     return jobs
+
+
+def bundle_key(board: Board) -> str:
+    """Boards with the same run options share one bundle (its commands hold them)."""
+    return " ".join(board.options.to_argv("bench"))
 
 
 def board_file(out_dir: Path, name: str) -> Path:
@@ -75,8 +83,10 @@ def _saved(out_dir: Path, board: Board, fingerprint: str) -> Optional[BoardResul
 class _Runner:
     """Runs worker processes for boards, `jobs` at a time; stops them all on Ctrl-C."""
 
-    def __init__(self, inventory: Inventory, out_dir: Path, progress: FleetProgress, jobs: int) -> None:
+    def __init__(self, inventory: Inventory, out_dir: Path, progress: FleetProgress, jobs: int,
+                 bundles: Dict[str, Path]) -> None:  # fmt: skip
         self.inventory, self.out_dir, self.progress, self.jobs = inventory, out_dir, progress, jobs
+        self.bundles = bundles  # bundle_key(board) -> the folder built once
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.live: Dict[str, subprocess.Popen] = {}
@@ -101,8 +111,11 @@ class _Runner:
         proc.wait()
 
     def _attempt(self, board: Board, deadline: float) -> Dict[str, Any]:
+        # deploy's own timeout ends first and cleans up; the runner's kill at `deadline` is the backstop.
+        own_timeout = max(1.0, deadline - time.monotonic() - DEPLOY_MARGIN_S)
         argv = [sys.executable, "-m", "edgepipe.fleet.worker", str(self.inventory.path), board.name,
-                str(self.out_dir / "boards" / board.name)]  # fmt: skip
+                str(self.out_dir / "boards" / board.name), str(self.bundles[bundle_key(board)]),
+                repr(own_timeout)]  # fmt: skip
         path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, PYTHONPATH=path)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -166,7 +179,8 @@ class _Runner:
             result = self._attempt(board, deadline)
             if self.stopping.is_set() and not result.get("ok"):
                 return None  # interrupted: nothing recorded for an unfinished board (a finished one is kept)
-            retry = result.get("error_kind") == "transport" and not attempts and time.monotonic() + 5 < deadline
+            retry = result.get("error_kind") == "transport" and result.get("retryable") and not attempts
+            retry = retry and time.monotonic() + RETRY_DELAY_S + DEPLOY_MARGIN_S < deadline
             if not retry:
                 break
             attempts.append({"error": result["error"], "error_kind": "transport",
@@ -179,7 +193,9 @@ class _Runner:
                       for m in result["models"]]  # fmt: skip
             outcome = BoardResult(name=board.name, target=result["target"], verdict="pass", reasons=[], notes=[],
                                   expect=board.expect, models=models, remote=result["remote"],
-                                  results_path=result["results_path"], error=None, elapsed_s=elapsed)  # fmt: skip
+                                  results_path=result["results_path"], error=None, elapsed_s=elapsed,
+                                  bundle_sha256=result.get("bundle_sha256"),
+                                  ssh_connections=result.get("ssh_connections"))  # fmt: skip
         else:
             # Reached and verified, but bench/eval failed there: a failed validation, not an unreachable board.
             verdict = "fail" if result["error_kind"] == "remote_command" else "unreachable"
@@ -259,7 +275,6 @@ def validate_fleet(
             saved = _saved(out_dir, board, inventory.fingerprint(board))
             if saved is not None:
                 done[board.name] = judge_board(saved, board.expect, base)
-    show.start([b.name for b in boards], {name: r.verdict for name, r in done.items()})
 
     def judged(board: Board, outcome: BoardResult) -> BoardResult:
         judge_board(outcome, board.expect, base)
@@ -267,9 +282,20 @@ def validate_fleet(
         show.done(board.name, outcome.verdict, outcome.reasons)
         return outcome
 
-    runner = _Runner(inventory, out_dir, show, jobs)
+    todo = [b for b in boards if b.name not in done]
     try:
-        fresh = runner.run([b for b in boards if b.name not in done], judged)
+        with tempfile.TemporaryDirectory(prefix="edgepipe-fleet-") as tmp:
+            # Built once here (models, data shard, device package), before any board is touched: a missing
+            # dataset or a bad model fails the run, not every board one by one.
+            bundles: Dict[str, Path] = {}
+            for board in todo:
+                key = bundle_key(board)
+                if key not in bundles:
+                    bundles[key] = Path(tmp) / ("bundle%d" % len(bundles))
+                    build_bundle(inventory.models, bundles[key], eval_spec=inventory.eval_spec, limit=inventory.limit,
+                                 data_dir=inventory.data_dir, options=board.options)  # fmt: skip
+            show.start([b.name for b in boards], {name: r.verdict for name, r in done.items()})
+            fresh = _Runner(inventory, out_dir, show, jobs, bundles).run(todo, judged)
     finally:
         show.stop()
     results = [done.get(b.name) or fresh[b.name] for b in boards]  # inventory order
