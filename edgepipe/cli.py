@@ -547,6 +547,22 @@ def fleet_validate_command(
     raise typer.Exit(report.exit_code)
 
 
+# --- report (issue 12: a page people can look at) ------------------------------------------------
+
+
+@app.command("report")
+@handles_errors
+def report_command(
+    report: Path = typer.Argument(..., help="fleet_report.json, a suite's results.json, or bench/eval/deploy JSON."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="The HTML file (default: REPORT as .html)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """One self-contained HTML page from a result: tables and charts, no network needed to open it."""
+    from .report import print_summary, write_html_report
+
+    emit(write_html_report(report, output), as_json, lambda written: print_summary(written, out))
+
+
 def main() -> None:
     app()
 
