@@ -1513,3 +1513,29 @@ def test_real_log_padded_to_megabytes_is_read_as_head_and_tail(tmp_path: Path, m
     report = report_from_log(padded, allow_cpu_ops=3)
     assert (report.verdict, report.cpu_ops, report.total_ops) == ("accepted", 3, 267)
     assert any("padded.txt is %d bytes" % padded.stat().st_size in w and "not read" in w for w in report.warnings)
+
+
+def test_real_compiled_pairs_pass_the_read_back_check(coral_data: Path) -> None:
+    """Google's own compiled models (MANIFEST: 1 edgetpu-custom-op, and 8 / 2 / 0 / 0 ops left on the CPU)
+    agree with a summary giving those counts, and not with one op more or less."""
+    from edgepipe.compile.readback import check_written_model
+
+    left = {
+        "deeplabv3_mnv2_dm05_pascal_quant": 8,
+        "deeplab_mobilenet_edgetpu_slim_cityscapes_quant": 2,
+        "mobilenet_v1_0.25_128_quant": 0,
+        "keras_lstm_mnist_ptq": 0,
+    }
+    for stem, cpu in left.items():
+        compiled = coral_data / (stem + "_edgetpu.tflite")
+        assert check_written_model(compiled, stage.ModelBlock(reported_cpu_ops=cpu, subgraphs=1)) is None
+        wrong = check_written_model(compiled, stage.ModelBlock(reported_cpu_ops=cpu + 1, subgraphs=1))
+        assert wrong == "%s holds %d op(s) outside the Edge TPU, the compiler reported %d on the CPU" % (
+            compiled.name,
+            cpu,
+            cpu + 1,
+        )
+        two = check_written_model(compiled, stage.ModelBlock(reported_cpu_ops=cpu, subgraphs=2))
+        assert two is not None and "reported 2 Edge TPU subgraph(s)" in two
+        uncompiled = check_written_model(coral_data / (stem + ".tflite"), stage.ModelBlock(reported_tpu_ops=5))
+        assert uncompiled is not None and "is not compiled for the Edge TPU" in uncompiled
