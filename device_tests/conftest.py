@@ -303,6 +303,7 @@ def measurement(request: pytest.FixtureRequest, lane: hil.Lane, model_name: str)
         m = hil.with_one_retry(run, hil.reenumerate_usb, (hil.RunnerError,)) if lane.kind == "usb" else run()
     except hil.SuiteError as exc:
         s.errors[key] = "%s/%s: %s" % (key[0], model_name, " ".join(str(exc).split()))
+    if key in s.errors:  # failed outside the except block: the report shows the one line, no chained traceback
         pytest.fail(s.errors[key], pytrace=False)
     s.measurements[key] = m
     return m

@@ -399,10 +399,14 @@ def with_one_retry(
         return run()
     except retryable as exc:
         first = " ".join(str(exc).split())
-        found = reenumerate()
+    found = reenumerate()
+    try:
         result = run()
-        result.retries.append({"error": first, "reenumerated": found})
-        return result
+    except retryable as exc:
+        raise SuiteError("%s (again after one re-enumeration, which found %s; first attempt: %s)"
+                         % (" ".join(str(exc).split()), found, first)) from None  # fmt: skip
+    result.retries.append({"error": first, "reenumerated": found})
+    return result
 
 
 def reenumerate_usb() -> str:
