@@ -38,6 +38,7 @@ __all__ = [
     "RuntimeNotFoundError",
     "TargetSpecError",
     "TensorFlowMissingError",
+    "TransportError",
     "UnquantizableOpsError",
     "EdgeTpuIncompatibleError",
 ]
@@ -110,6 +111,16 @@ class DeployError(EdgepipeError):
 
 class RemoteCommandError(DeployError):
     """The target was reached and the bundle verified there, but a device-side command (bench, eval) failed."""
+
+
+class TransportError(DeployError):
+    """The link failed, not the board's work: ssh could not connect or authenticate, the connection broke, or
+    a remote call outlived its timeout. `retryable` is False where trying again cannot help (authentication,
+    a changed host key); a caller may retry the others once (edgepipe.fleet does)."""
+
+    def __init__(self, message: str, hint: str = "", retryable: bool = True) -> None:
+        super().__init__(message, hint)
+        self.retryable = retryable
 
 
 class TargetSpecError(DeployError):

@@ -7,10 +7,6 @@ missing file skips the tests that need it, with the reason; in CI (`CI=true`) it
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
@@ -23,6 +19,8 @@ try:
     import tflite_runtime.interpreter  # noqa: F401
 except ImportError:
     pass
+
+from loopback_sshd import SshdUnavailable, free_port, loopback_sshd  # noqa: F401 (free_port: used by tests)
 
 from edgepipe import compile as compile_stage
 from edgepipe.compile import command as compile_command
@@ -93,79 +91,18 @@ def replay(monkeypatch: pytest.MonkeyPatch, recording: str, log: Optional[str] =
 
 # --- a real OpenSSH server on 127.0.0.1 (deploy and fleet tests) ---------------------------------
 
-SSHD = Path("/usr/sbin/sshd")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, object]]:
-    """A real OpenSSH server on 127.0.0.1 with a throw-away host key and one authorized user key."""
-    if not SSHD.exists() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        message = "OpenSSH server/client missing (%s, ssh, ssh-keygen); apt-get install openssh-server" % SSHD
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "user_key", "stranger_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
-    (root / "authorized_keys").write_text((root / "user_key.pub").read_text())
-    os.chmod(root / "authorized_keys", 0o600)
-    port = free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        "\n".join(
-            [
-                "ListenAddress 127.0.0.1",
-                "Port %d" % port,
-                "HostKey %s" % (root / "host_key"),
-                "AuthorizedKeysFile %s" % (root / "authorized_keys"),
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "PermitRootLogin prohibit-password",
-                "UsePAM no",
-                "StrictModes no",
-                "PidFile %s" % (root / "sshd.pid"),
-                "",
-            ]
-        )
-    )
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
-    log = (root / "sshd.log").open("w")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("sshd did not start: %s" % (root / "sshd.log").read_text()[-2000:])
-            time.sleep(0.1)
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    """A real OpenSSH server on 127.0.0.1 with a throw-away host key and one authorized user key
+    (tests/loopback_sshd.py; its "log" counts logins)."""
     try:
-        yield {
-            "url": "ssh://%s@127.0.0.1:%d" % (user, port),
-            "port": port,
-            "user": user,
-            "key": root / "user_key",
-            "stranger_key": root / "stranger_key",
-            "known_hosts": root / "known_hosts",
-        }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with loopback_sshd(tmp_path_factory.mktemp("sshd")) as server:
+            yield server
+    except SshdUnavailable as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 # --- the MNIST suite's int8 model (device_tests' `mnist` lane model; built once, cached in /tmp) ---------

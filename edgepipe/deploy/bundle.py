@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -93,8 +94,18 @@ def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size:
     arrays: Dict[str, np.ndarray] = {"images": ds.images, "labels": np.asarray(ds.labels, dtype=np.int64)}
     if ds.class_names:
         arrays["class_names"] = np.asarray(ds.class_names, dtype=str)
+    return _npz_bytes(arrays)
+
+
+def _npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
+    """An .npz as np.savez writes it, but byte-identical for identical arrays (a fixed zip time stamp), so
+    a bundle's sha256 names its content. Stored, not compressed: the board's CPU is slower than the link."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # uncompressed: the board's CPU is slower than the link
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
     return buffer.getvalue()
 
 
@@ -115,7 +126,13 @@ def build_bundle(
     data_dir: Optional[Path] = None,
     options: Optional[RunOptions] = None,
 ) -> Bundle:
-    """Fill the empty (or new) folder `dest` with a bundle for `models`; returns what it holds."""
+    """Fill the empty (or new) folder `dest` with a bundle for `models`; returns what it holds.
+
+    Build once, deploy to many targets (`deploy_bundle`): `Bundle.sha256` names the content (models, data
+    shards, device package, commands), so two builds of the same inputs have the same sha256. Every model
+    is read first (missing: exit 3, not a TFLite model: exit 4). On any failure, Ctrl-C included, `dest`
+    is left as it was (removed when this call made it).
+    """
     if not models:
         raise DeployError("no model to deploy", hint="Name at least one .tflite file")
     options = options or RunOptions()
@@ -124,20 +141,41 @@ def build_bundle(
             "a CPU model (%s) cannot be deployed as a run option" % options.cpu_model,
             hint="Put the uncompiled twin beside the compiled model (same name without _edgetpu); it is shipped too",
         )
+    paths = [Path(m) for m in models]
+    for model in paths:
+        if not model.is_file():
+            raise InputNotFoundError("model not found: %s" % model, hint="Check the path")
+        read_model(str(model))  # ModelFormatError (exit 4) names a file that is no TFLite model, before any upload
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise DeployError("bundle folder %s is not empty" % dest)
+    try:
+        return _fill(paths, dest, eval_spec, limit, data_dir, options)
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for child in list(dest.iterdir()):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        raise
+
+
+def _fill(
+    models: List[Path],
+    dest: Path,
+    eval_spec: Optional[str],
+    limit: Optional[int],
+    data_dir: Optional[Path],
+    options: RunOptions,
+) -> Bundle:
     _copy_runtime(dest)
     (dest / "models").mkdir()
-
     shards: Dict[Tuple[int, int], str] = {}
     data_info: Dict[str, Dict[str, Any]] = {}
     bundle_models: List[BundleModel] = []
     taken: Dict[str, str] = {}
     for model in models:
-        model = Path(model)
-        if not model.is_file():
-            raise InputNotFoundError("model not found: %s" % model, hint="Check the path")
         to_copy = [model]
         twin = twin_path(str(model))
         if twin is not None and Path(twin).is_file():
@@ -196,6 +234,29 @@ def build_bundle(
         models=bundle_models,
         data=data_info,
     )
+
+
+def load_bundle(path: Path) -> Bundle:
+    """A bundle `build_bundle` made earlier (maybe in another process), read back from its manifest.
+
+    Its files are not re-hashed here: the target checks them against the manifest after the upload.
+    """
+    manifest_path = Path(path) / MANIFEST_NAME
+    try:
+        payload = manifest_path.read_bytes()
+        manifest = json.loads(payload.decode("utf-8"))
+        models = [
+            BundleModel(name=m["name"], source=m["source"], twin=m.get("twin"), data=m.get("data"),
+                        commands={k: list(v) for k, v in m["commands"].items()})  # fmt: skip
+            for m in manifest["models"]
+        ]
+        files = dict(manifest["files"])
+    except OSError as exc:
+        raise InputNotFoundError("no bundle at %s: %s" % (path, exc.strerror or exc), hint="Build it first") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DeployError("%s is not a bundle manifest (%s)" % (manifest_path, exc)) from None
+    return Bundle(path=Path(path), sha256=hashlib.sha256(payload).hexdigest(), files=files, models=models,
+                  data=dict(manifest.get("data") or {}))  # fmt: skip
 
 
 # Runs on the target with only the standard library of Python 2.7/3.x, from the bundle root: lists the

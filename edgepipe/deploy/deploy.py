@@ -1,34 +1,45 @@
-"""`deploy(models, target)`: bundle, check the target, upload, verify, run the device-side runner, collect.
+"""`deploy(models, target)`: check, bundle, upload + verify, run the device-side runner, collect.
 
-The steps, each failing with one DeployError line (exit 50) that names the target and the fix:
-1. the target's Python runs and is >= 3.7;
-2. the bundle goes up (a fresh directory), and its files' sha256s are checked there against the manifest;
-3. `python -m edgepipe.runtime doctor` from the bundle: a TFLite runtime is importable, Edge TPUs seen;
-4. the manifest's commands (bench, and eval when a data shard exists) per model; their JSON is kept as is;
-5. the remote directory is removed (unless keep), and OUT/results.json is written atomically.
+Two entry points: `deploy` builds a bundle in a temporary folder and calls `deploy_bundle`; a caller that
+sends one bundle to many targets (fleet) builds it once with `build_bundle` (or reopens it with
+`load_bundle`) and calls `deploy_bundle` per target. The steps:
+0. local checks, before anything touches the target: --out writable, the bundle's files, the SSH key;
+1. one remote command: the target's Python (>= 3.7), then a fresh folder, the bundle unpacked into it,
+   its files' sha256s checked against the manifest (`Target.deliver`);
+2. the manifest's commands (bench, and eval when a data shard exists) per model; their JSON is kept as is;
+   the last one also removes the folder (`Target.run_last`) unless --keep;
+3. OUT/results.json is written atomically.
+Over SSH all of it shares one connection. A failure is one DeployError line (exit 50): RemoteCommandError
+when a device-side command failed, TransportError when the link did. Whatever ends a deploy (an error,
+Ctrl-C, SIGTERM, a timeout) removes the remote folder and the local temporary bundle and stops the
+children (runner, ssh); SIGTERM then exits 143, Ctrl-C 130.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from .. import __version__
-from ..errors import DeployError, RemoteCommandError
+from ..errors import DeployError, OutputWriteError, RemoteCommandError, TransportError
+from ..runtime.errors import Terminated
 from ..runtime.options import RunOptions
 from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_SNIPPET, Bundle, build_bundle
-from .transport import LocalTarget, SshTarget, Target, last_error_line
+from .transport import DEFAULT_TIMEOUT_S, TOO_OLD, VERSION_SNIPPET, LocalTarget, SshTarget, Target, last_error_line
 
 MIN_PYTHON = (3, 7)
 RUNTIME_PACKAGES = "`pip install tflite-runtime` (or `pip install ai-edge-litert` on Python 3.9+)"
-# Prints "3.7.3" on any Python (2 or 3): a too-old interpreter must still answer, not fail to parse.
-VERSION_SNIPPET = "import sys; sys.stdout.write('%d.%d.%d' % tuple(sys.version_info[:3]))"
+CHECK_TIMEOUT_S = 300.0  # Python check + upload + sha256 of the bundle
 
 
 @dataclass
@@ -45,10 +56,11 @@ class DeployReport(ResultHeader):
     target: str
     remote_dir: str
     kept: bool
-    remote: Dict[str, Any]  # python, platform, runtime, libedgetpu, devices, edgetpu_ready (from doctor)
+    remote: Dict[str, Any]  # python, interpreter, platform, runtime, libedgetpu, devices, edgetpu_ready
     bundle: Dict[str, Any]  # sha256, files, bytes, data shards
     results: List[ModelResult]
     timings_s: Dict[str, float]
+    ssh_connections: Optional[int] = None  # SSH connections this deploy opened (1); None: not over SSH
     results_path: Optional[str] = None
     edgepipe_version: str = __version__
 
@@ -82,40 +94,45 @@ def _remote_failure(
     return error_class("%s failed on %s (exit %d): %s" % (what, target.describe(), rc, " ".join(line.split())))
 
 
-def check_python(target: Target) -> str:
-    """The target's Python version, or DeployError when it is missing or older than 3.7."""
-    rc, stdout, stderr = target.run([target.interpreter, "-c", VERSION_SNIPPET], timeout=120)
+def _python_version(target: Target, rc: int, stdout: str, stderr: str) -> str:
+    """The target's Python version from VERSION_SNIPPET's answer, or DeployError (missing, too old)."""
+    version = stdout.strip()
     if rc in (126, 127) or (rc != 0 and ("not found" in stderr or "No such file" in stderr)):
         raise DeployError(
             "no Python at %s on %s (%s)" % (target.interpreter, target.describe(), last_error_line(stderr)),
             hint="Install python3 (3.7+) there, or name the interpreter with --python PATH",
         )
-    if rc != 0:
-        raise DeployError(
-            "%s -c failed on %s (exit %d): %s" % (target.interpreter, target.describe(), rc, last_error_line(stderr))
-        )
-    version = stdout.strip()
-    try:
-        parts = tuple(int(p) for p in version.split(".")[:2])
-    except ValueError:
-        what = (target.interpreter, target.describe(), version)
-        raise DeployError("%s on %s printed %r, not a Python version" % what) from None
-    if parts < MIN_PYTHON:
+    if rc == TOO_OLD and version:
         raise DeployError(
             "%s on %s is Python %s; the device-side runner needs 3.7 or newer"
             % (target.interpreter, target.describe(), version),
             hint="Install python3 >= 3.7 there and pass it with --python PATH",
         )
+    if rc != 0:
+        raise DeployError(
+            "%s -c failed on %s (exit %d): %s" % (target.interpreter, target.describe(), rc, last_error_line(stderr))
+        )
+    try:
+        tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        raise DeployError("%s on %s printed %r, not a Python version" % (target.interpreter, target.describe(),
+                                                                         version)) from None  # fmt: skip
     return version
 
 
-def _verify(target: Target, remote: str, bundle: Bundle) -> None:
-    rc, stdout, stderr = target.run([target.interpreter, "-c", VERIFY_SNIPPET], cwd=remote, timeout=300)
+def check_python(target: Target) -> str:
+    """The target's Python version, or DeployError when it is missing or older than 3.7."""
+    rc, stdout, stderr = target.run([target.interpreter, "-c", VERSION_SNIPPET], timeout=120)
+    return _python_version(target, rc, stdout, stderr)
+
+
+def _check_verified(target: Target, remote: str, bundle: Bundle, result: Any) -> None:
+    rc, stdout, stderr = result
     if rc != 0:
         raise _remote_failure("checking the uploaded files' sha256", target, rc, stdout, stderr)
-    result = _parse_json(stdout, "the sha256 check", target)
-    bad = result.get("bad") or []
-    if bad or result.get("manifest_sha256") != bundle.sha256:
+    answer = _parse_json(stdout, "the sha256 check", target)
+    bad = answer.get("bad") or []
+    if bad or answer.get("manifest_sha256") != bundle.sha256:
         what = ", ".join("%s (%s)" % (rel, why) for rel, why in bad[:3]) or "manifest.json differs"
         raise DeployError(
             "sha256 mismatch after upload to %s:%s: %s%s"
@@ -124,21 +141,22 @@ def _verify(target: Target, remote: str, bundle: Bundle) -> None:
         )
 
 
-def _doctor(target: Target, remote: str) -> Dict[str, Any]:
-    argv = [target.interpreter, "-m", "edgepipe.runtime", "doctor"]
-    rc, stdout, stderr = target.run(argv, cwd=remote, timeout=300)
-    if rc != 0:
-        raise _remote_failure("edgepipe.runtime doctor", target, rc, stdout, stderr)
-    report = _parse_json(stdout, "edgepipe.runtime doctor", target)
-    if not report.get("runtime"):
+def _diagnose(target: Target, remote: str, failure: DeployError) -> DeployError:
+    """After a failed command: `edgepipe.runtime doctor` there names a missing TFLite runtime; else `failure`."""
+    try:
+        rc, stdout, _ = target.run([target.interpreter, "-m", "edgepipe.runtime", "doctor"], cwd=remote, timeout=120)
+        report = json.loads(stdout) if rc == 0 else None
+    except (DeployError, ValueError):
+        return failure
+    if isinstance(report, dict) and not report.get("runtime"):
         errors = "; ".join(
             "%s: %s" % (r.get("name"), r.get("error")) for r in report.get("runtimes") or [] if not r.get("found")
         )
-        raise DeployError(
+        return DeployError(
             "no TFLite runtime on %s for %s (%s)" % (target.describe(), target.interpreter, errors or "none found"),
             hint="Install one there: %s; on a Coral board also libedgetpu1-std" % RUNTIME_PACKAGES,
         )
-    return report
+    return failure
 
 
 def _summary(bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -155,6 +173,26 @@ def _summary(bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any
     }
 
 
+def _remote_info(python: str, interpreter: str, results: List[ModelResult]) -> Dict[str, Any]:
+    """What the runs saw of the board (each result's `environment`): no separate doctor round trip."""
+    outputs = [o for r in results for o in (r.bench, r.eval) if o]
+    env: Dict[str, Any] = next((o.get("environment") for o in outputs if o.get("environment")), {}) or {}
+    devices = [o["environment"]["device"] for o in outputs
+               if (o.get("environment") or {}).get("device", {}).get("type") not in (None, "cpu")]  # fmt: skip
+    on_tpu = any(o.get("backend") == "edgetpu" for o in outputs)
+    fell_back = any(o.get("fallback_reason") for o in outputs)
+    return {
+        "python": python,
+        "interpreter": interpreter,
+        "platform": {k: env.get(k) for k in ("system", "release", "machine", "os", "hostname")} if env else None,
+        "runtime": env.get("runtime"),
+        "libedgetpu": env.get("libedgetpu"),
+        "devices": [d for i, d in enumerate(devices) if d not in devices[:i]],
+        "edgetpu_ready": True if on_tpu else (False if fell_back else None),  # None: no model asked for one
+        "problems": sorted({o["fallback_reason"] for o in outputs if o.get("fallback_reason")}),
+    }
+
+
 class _Timings(Dict[str, float]):
     """Seconds per deploy step, by name."""
 
@@ -165,6 +203,78 @@ class _Timings(Dict[str, float]):
             yield
         finally:
             self[name] = time.perf_counter() - start
+
+
+class _Deadline:
+    """`timeout_s` for the whole deploy, shared out as each remote call's own timeout."""
+
+    def __init__(self, timeout_s: Optional[float], target: Target) -> None:
+        self.end = None if timeout_s is None else time.monotonic() + timeout_s
+        self.timeout_s, self.target = timeout_s, target
+
+    def left(self, default: float) -> float:
+        if self.end is None:
+            return default
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise TransportError("%s: deploy did not finish within its timeout of %g s"
+                                 % (self.target.describe(), self.timeout_s))  # fmt: skip
+        return min(default, remaining)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """OutputWriteError (exit 5) now, before the board runs, if OUT/results.json could not be written later."""
+    path = Path(out_dir)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputWriteError("--out %s: %s is not a folder" % (out_dir, existing), hint="Pick another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError("--out %s: %s is not writable" % (out_dir, existing), hint="Pick a writable --out")
+    if (path / "results.json").is_dir():
+        raise OutputWriteError("--out %s: results.json there is a folder" % out_dir, hint="Pick another --out")
+
+
+@contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGTERM raises Terminated (as Ctrl-C raises KeyboardInterrupt), so `finally` blocks clean up.
+
+    Only in the main thread, and only when nobody handles SIGTERM already (a caller's own handler wins).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: Optional[FrameType]) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """While cleaning up, a second Ctrl-C or SIGTERM waits: the cleanup is bounded (CLEANUP_TIMEOUT_S)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _ssh_connections(target: Target) -> Optional[int]:
+    transport = getattr(target, "ssh", target)  # a labgrid place's SSH login
+    return getattr(transport, "connections", None)
 
 
 def deploy(
@@ -178,63 +288,110 @@ def deploy(
     keep: bool = False,
     out_dir: Optional[Path] = None,
     progress: Optional[Progress] = None,
+    timeout_s: Optional[float] = None,
 ) -> DeployReport:
-    """Put `models` on `target`, run the device-side bench (and eval) there as `options` say, return the results."""
+    """Put `models` on `target`, run the device-side bench (and eval) there as `options` say, return the results.
+
+    The bundle is built in a temporary folder, removed afterwards whatever happens. `timeout_s` bounds the
+    whole deploy (TransportError when exceeded); see `deploy_bundle`.
+    """
     say = progress or (lambda message: None)
+    if out_dir is not None:
+        check_out_dir(out_dir)
+    with _signals_unwind(), tempfile.TemporaryDirectory(prefix="edgepipe-bundle-") as tmp:
+        say("building the bundle")
+        started = time.perf_counter()
+        bundle = build_bundle([Path(m) for m in models], Path(tmp) / "bundle", eval_spec=eval_spec, limit=limit,
+                              data_dir=data_dir, options=options)  # fmt: skip
+        built_s = time.perf_counter() - started
+        report = deploy_bundle(bundle, target, keep=keep, progress=progress, timeout_s=timeout_s)
+    report.timings_s = {"bundle": round(built_s, 4), **report.timings_s}
+    report.timings_s["total"] = round(time.perf_counter() - started, 4)
+    if out_dir is not None:
+        _write_results(report, out_dir)
+    return report
+
+
+def _write_results(report: DeployReport, out_dir: Path) -> None:
+    path = Path(out_dir) / "results.json"
+    report.results_path = str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError("cannot create %s: %s" % (path.parent, exc), hint="Pick a writable --out") from None
+    write_json_atomic(str(path), to_jsonable(report))
+
+
+def deploy_bundle(
+    bundle: Bundle,
+    target: Target,
+    *,
+    keep: bool = False,
+    out_dir: Optional[Path] = None,
+    progress: Optional[Progress] = None,
+    timeout_s: Optional[float] = None,
+) -> DeployReport:
+    """Send a built `bundle` (build_bundle / load_bundle; left as it is) to `target`, run its commands, collect.
+
+    `timeout_s`: the whole deploy's bound (each remote call gets what is left; TransportError beyond it).
+    Over SSH the deploy uses one connection, closed at the end (report.ssh_connections counts them).
+    Raises RemoteCommandError when a device-side command failed, TransportError when the link failed
+    (`retryable` says whether one more try can help), DeployError for anything else about the target.
+    """
+    say = progress or (lambda message: None)
+    if out_dir is not None:
+        check_out_dir(out_dir)
+    deadline = _Deadline(timeout_s, target)
     timings = _Timings()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="edgepipe-bundle-") as tmp:
-        say("building the bundle")
-        with timings.step("bundle"):
-            bundle = build_bundle(
-                [Path(m) for m in models],
-                Path(tmp) / "bundle",
-                eval_spec=eval_spec,
-                limit=limit,
-                data_dir=data_dir,
-                options=options,
-            )
-
-        say("checking Python on %s" % target.describe())
-        with timings.step("check_python"):
-            python_version = check_python(target)
-
-        say("uploading %d files (%d bytes)" % (len(bundle.files), bundle.total_bytes))
-        with timings.step("upload"):
-            remote = target.put(bundle.path)
+    remote: Optional[str] = None
+    removed = False
+    connections_before = _ssh_connections(target) or 0
+    with _signals_unwind():
         try:
-            with timings.step("verify"):
-                _verify(target, remote, bundle)
-
-            say("edgepipe.runtime doctor on %s" % target.describe())
-            with timings.step("doctor"):
-                doctor = _doctor(target, remote)
+            say("uploading %d files (%d bytes) to %s" % (len(bundle.files), bundle.total_bytes, target.describe()))
+            with timings.step("upload"):
+                check = [target.interpreter, "-c", VERSION_SNIPPET]
+                delivery = target.deliver(bundle.path, check, [target.interpreter, "-c", VERIFY_SNIPPET],
+                                          timeout=deadline.left(CHECK_TIMEOUT_S))  # fmt: skip
+                remote = delivery.remote
+                python_version = _python_version(target, *delivery.check)
+                assert remote is not None and delivery.verify is not None  # the check passed
+                _check_verified(target, remote, bundle, delivery.verify)
 
             results: List[ModelResult] = []
+            steps = [(model, name, argv) for model in bundle.models for name, argv in model.commands.items()]
             with timings.step("run"):
-                for model in bundle.models:
-                    outputs: Dict[str, Optional[Dict[str, Any]]] = {"bench": None, "eval": None}
-                    for name, argv in model.commands.items():
-                        say("%s %s" % (name, model.name))
-                        argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
-                        rc, stdout, stderr = target.run(argv, cwd=remote)
-                        if rc != 0:
-                            what = "%s of %s" % (name, model.name)
-                            raise _remote_failure(what, target, rc, stdout, stderr, RemoteCommandError)
-                        outputs[name] = _parse_json(stdout, "%s of %s" % (name, model.name), target)
-                    results.append(
-                        ModelResult(
-                            model=model.name,
-                            source=model.source,
-                            summary=_summary(outputs["bench"], outputs["eval"]),
-                            bench=outputs["bench"],
-                            eval=outputs["eval"],
-                        )
-                    )
-        finally:
-            if not keep:
-                with timings.step("remove"):
-                    target.remove(remote)
+                outputs: Dict[str, Optional[Dict[str, Any]]] = {}
+                for i, (model, name, argv) in enumerate(steps):
+                    say("%s %s" % (name, model.name))
+                    argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
+                    last = i == len(steps) - 1 and not keep
+                    run = target.run_last if last else target.run
+                    rc, stdout, stderr = run(argv, cwd=remote, timeout=deadline.left(DEFAULT_TIMEOUT_S))
+                    removed = last and rc == 0
+                    what = "%s of %s" % (name, model.name)
+                    if rc != 0:
+                        raise _diagnose(target, remote, _remote_failure(what, target, rc, stdout, stderr,
+                                                                         RemoteCommandError))  # fmt: skip
+                    outputs[name] = _parse_json(stdout, what, target)
+                    if i == len(steps) - 1 or steps[i + 1][0] is not model:
+                        bench, evaluation = outputs.get("bench"), outputs.get("eval")
+                        results.append(ModelResult(model=model.name, source=model.source,
+                                                   summary=_summary(bench, evaluation), bench=bench,
+                                                   eval=evaluation))  # fmt: skip
+                        outputs = {}
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)  # Ctrl-C or SIGTERM: clean up even with --keep
+            with _shielded():
+                if remote and not removed and (interrupted or not keep):
+                    with timings.step("remove"):
+                        target.remove(remote)
+                target.disconnect()
+            raise
+        connections = _ssh_connections(target)
+        connections = None if connections is None else connections - connections_before
+        target.disconnect()
 
     timings["total"] = time.perf_counter() - started
     report = DeployReport(
@@ -242,16 +399,7 @@ def deploy(
         target=target.describe(),
         remote_dir=remote,
         kept=keep,
-        remote={
-            "python": python_version,
-            "interpreter": target.interpreter,
-            "platform": doctor.get("platform"),
-            "runtime": doctor.get("runtime"),
-            "libedgetpu": doctor.get("libedgetpu"),
-            "devices": doctor.get("devices") or [],
-            "edgetpu_ready": doctor.get("edgetpu_ready"),
-            "problems": doctor.get("problems") or [],
-        },
+        remote=_remote_info(python_version, target.interpreter, results),
         bundle={
             "sha256": bundle.sha256,
             "files": len(bundle.files),
@@ -260,16 +408,20 @@ def deploy(
         },
         results=results,
         timings_s={k: round(v, 4) for k, v in timings.items()},
+        ssh_connections=connections,
     )
     if out_dir is not None:
-        path = Path(out_dir) / "results.json"
-        report.results_path = str(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DeployError("cannot create %s: %s" % (path.parent, exc), hint="Pick a writable --out") from None
-        write_json_atomic(str(path), to_jsonable(report))
+        _write_results(report, out_dir)
     return report
 
 
-__all__ = ["DeployReport", "LocalTarget", "ModelResult", "SshTarget", "check_python", "deploy"]
+__all__ = [
+    "DeployReport",
+    "LocalTarget",
+    "ModelResult",
+    "SshTarget",
+    "check_out_dir",
+    "check_python",
+    "deploy",
+    "deploy_bundle",
+]

@@ -97,8 +97,14 @@ class LabgridTarget(TargetLifetime):
             self.close()
             raise
 
+    def disconnect(self) -> None:
+        """End the SSH login's shared connection (deploy does at its end); the place stays held."""
+        if self.ssh is not None:
+            self.ssh.disconnect()
+
     def close(self) -> None:
         """Release the place if we acquired it, then disconnect. Safe to call twice."""
+        self.disconnect()
         session = self._session
         if session is None:
             return
@@ -198,6 +204,12 @@ class LabgridTarget(TargetLifetime):
 
     def remove(self, remote: str) -> None:
         self._target().remove(remote)
+
+    def deliver(self, bundle: Any, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+        return self._target().deliver(bundle, check, verify, timeout=timeout)
+
+    def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
+        return self._target().run_last(argv, cwd, timeout=timeout)
 
     def exists(self, remote: str) -> bool:
         return self._target().exists(remote)

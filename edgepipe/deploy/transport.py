@@ -1,9 +1,17 @@
 """Targets: where a bundle goes and how a command runs there (transport only; no model knowledge).
 
-A target is a resource (a folder here, an SSH login) plus three actions: `put` a bundle folder into a
-fresh directory on it, `run` an argument list in that directory, `remove` the directory again.
-`LocalTarget` is a directory on this machine; `SshTarget` uses the system OpenSSH client with an
-argument list (never a shell string on our side), and quotes the one remote command line with shlex.
+A target is a resource (a folder here, an SSH login) plus a few actions: `put` a bundle folder into a
+fresh directory on it, `run` an argument list in that directory, `remove` the directory again, and two
+combined steps that save round trips (`deliver`: check the Python, put, verify; `run_last`: run, then
+remove). `LocalTarget` is a directory on this machine; `SshTarget` uses the system OpenSSH client with
+an argument list (never a shell string on our side) and quotes the one remote command line with shlex.
+
+SSH: every call of one SshTarget shares one multiplexed connection (ControlMaster=auto, its socket in a
+private 0700 folder, ControlPersist short); `disconnect()` (or leaving `with target:`) ends it and removes
+the folder. Host keys are accepted on first contact (StrictHostKeyChecking=accept-new) and stored in
+--known-hosts, else ~/.ssh/known_hosts; a changed key is refused. Host and user names are checked before
+any ssh starts (ssh_names.py): a name ssh's config could hand to a shell (`%h` in a ProxyCommand) cannot
+be a host name. (Over 500 lines because both transports implement one protocol: kept side by side.)
 """
 
 from __future__ import annotations
@@ -13,21 +21,42 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, List, Optional, Tuple, TypeVar, Union
+from typing import IO, Any, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
-from ..errors import DeployError, TargetSpecError
+from ..errors import DeployError, TargetSpecError, TransportError
+from .ssh_names import check_host, check_ssh_files, check_user, ssh_file_arg
 
 RunResult = Tuple[int, str, str]  # (exit code, stdout, stderr)
 _T = TypeVar("_T", bound="TargetLifetime")
 TARGET_FORMS = "ssh://user@host[:port], local:DIR or labgrid://PLACE"  # every accepted `--to` form
 DEFAULT_TIMEOUT_S = 900.0  # one remote command; a board benchmarks a big model for minutes
+CLEANUP_TIMEOUT_S = 30.0  # removing a bundle, ending the connection
 SSH_FAILED = 255  # ssh's own exit code when it, not the remote command, failed
+CONTROL_PERSIST_S = 30  # an orphaned master (we were SIGKILLed) ends itself after this long idle
+PID_FILE = ".edgepipe-run.pid"  # the remote run's process group, so a cleanup can stop it
+# Prints "3.7.3" on any Python (2 or 3), then exits 3 when older than 3.7: a too-old interpreter must still
+# answer, not fail to parse.
+VERSION_SNIPPET = (
+    "import sys; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); "
+    "sys.exit(0 if sys.version_info >= (3, 7) else 3)"
+)
+TOO_OLD = 3  # VERSION_SNIPPET's exit code for a Python older than 3.7
+
+
+class Delivery(NamedTuple):
+    """What `deliver` did: the Python check's result, then (when it passed) the folder and the verify's result."""
+
+    check: RunResult
+    remote: Optional[str] = None
+    verify: Optional[RunResult] = None
 
 
 def _bundle_dir_name() -> str:
@@ -46,14 +75,19 @@ def last_error_line(stderr: str) -> str:
 class TargetLifetime:
     """`with target:` holds what a run needs for its duration (a labgrid place is acquired, then released).
 
-    Plain targets need nothing; the methods exist so callers treat every target the same way.
+    Plain targets need nothing; the methods exist so callers treat every target the same way. The two
+    combined steps below are built from put/run/remove; a transport where a round trip costs (SSH)
+    overrides them with one remote command each.
     """
 
     def open(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        """End a shared connection, if the transport keeps one (SSH); the next call opens a new one."""
 
     def __enter__(self: _T) -> _T:
         self.open()
@@ -61,6 +95,40 @@ class TargetLifetime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def deliver(
+        self, bundle: Path, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S
+    ) -> Delivery:
+        """Run `check` (argv), and only when it exits 0 put `bundle` there and run `verify` in it."""
+        this: Any = self
+        checked = this.run(check, timeout=timeout)
+        if checked[0] != 0:
+            return Delivery(checked)
+        remote = this.put(bundle)
+        return Delivery(checked, remote, this.run(verify, cwd=remote, timeout=timeout))
+
+    def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
+        """`run`, then `remove(cwd)` when it exited 0: a deploy's last command (after a failure the caller
+        still needs the folder to diagnose, and removes it itself)."""
+        this: Any = self
+        result: RunResult = this.run(argv, cwd=cwd, timeout=timeout)
+        if result[0] == 0:
+            this.remove(cwd)
+        return result
+
+
+def _stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Stop a child started with start_new_session=True, and everything it started (a runner's own child)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass  # gone already
+        try:
+            proc.wait(timeout=2)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass
@@ -87,6 +155,9 @@ class LocalTarget(TargetLifetime):
             raise DeployError(
                 "upload to %s failed: %s" % (self.describe(), exc), hint="Check that the folder is writable"
             ) from None
+        except BaseException:  # Ctrl-C, SIGTERM: no half copy stays behind
+            shutil.rmtree(remote, ignore_errors=True)
+            raise
         return str(remote)
 
     def run(self, argv: List[str], cwd: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
@@ -94,16 +165,25 @@ class LocalTarget(TargetLifetime):
         if cwd:
             env["PYTHONPATH"] = cwd  # the bundle's edgepipe package, not an installed one
         try:
-            proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+            # Its own session: a runner's child is stopped with it (killpg), and a terminal's Ctrl-C reaches
+            # us only, so the cleanup order is ours.
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)  # fmt: skip
         except FileNotFoundError:
             return 127, "", "%s: not found" % argv[0]
         except PermissionError:
             return 126, "", "%s: permission denied" % argv[0]
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise DeployError(
+            _stop_group(proc)
+            raise TransportError(
                 "%s did not finish within %.0f s on %s" % (" ".join(argv[:4]), timeout, self.describe())
             ) from None
-        return proc.returncode, proc.stdout, proc.stderr
+        except BaseException:
+            _stop_group(proc)
+            raise
+        return proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
 
     def remove(self, remote: str) -> None:
         shutil.rmtree(remote, ignore_errors=True)
@@ -113,6 +193,10 @@ class LocalTarget(TargetLifetime):
 
 
 _SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^@/:\s]+)(?::(?P<port>\d+))?/?$")
+def _control_root() -> str:
+    """A short parent for the socket folder: a unix socket path must fit in ~104 bytes (ssh adds ~17)."""
+    tmp = tempfile.gettempdir()
+    return tmp if len(tmp) <= 40 else "/tmp"
 
 
 @dataclass
@@ -129,6 +213,20 @@ class SshTarget(TargetLifetime):
     connect_timeout: int = 10
     ssh_binary: str = "ssh"
     extra_options: List[str] = field(default_factory=list)
+    connections: int = field(default=0, init=False)  # SSH connections opened (masters started) so far
+    _control_dir: Optional[str] = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_host(self.host)
+        if self.user is not None:
+            check_user(self.user)
+        check_ssh_files(self.identity, self.known_hosts)
+        base = self.remote_base
+        if base.startswith("~") and not (base == "~" or base.startswith("~/")):
+            raise TargetSpecError("--remote-dir %s: only ~ and ~/DIR are understood" % base,
+                                  hint="Write an absolute path, or ~/DIR for a folder in the login's home")  # fmt: skip
+        if not base.strip() or "\n" in base:
+            raise TargetSpecError("--remote-dir %r is not a folder name" % base, hint="Write an absolute path")
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> SshTarget:
@@ -142,7 +240,13 @@ class SshTarget(TargetLifetime):
             raise TargetSpecError(
                 "port %s in %s is out of range" % (port, url), hint="Use a port between 1 and 65535"
             )
-        host = match.group("host").strip("[]")
+        host = match.group("host")
+        if host.startswith("["):
+            host = host[1:-1]
+            if ":" not in host:
+                raise TargetSpecError("%r: brackets are for IPv6 addresses only" % url, hint="Write ssh://user@HOST")
+        elif ":" in host:
+            raise TargetSpecError("%r: an IPv6 address goes in brackets" % url, hint="Write ssh://user@[ADDRESS]")
         return cls(host=host, user=match.group("user"), port=int(port) if port else None, **options)  # type: ignore
 
     @property
@@ -154,7 +258,39 @@ class SshTarget(TargetLifetime):
         return "%s@%s" % (self.user, self.host) if self.user else self.host
 
     def describe(self) -> str:
-        return "ssh://%s%s" % (self.login, ":%d" % self.port if self.port else "")
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        login = "%s@%s" % (self.user, host) if self.user else host
+        return "ssh://%s%s" % (login, ":%d" % self.port if self.port else "")
+
+    # --- the shared connection ----------------------------------------------------------------------
+
+    @property
+    def control_path(self) -> Optional[str]:
+        return os.path.join(self._control_dir, "c") if self._control_dir else None
+
+    def _control_options(self) -> List[str]:
+        if self._control_dir is None:
+            self._control_dir = tempfile.mkdtemp(prefix="edgepipe-ssh-", dir=_control_root())  # mode 0700
+        path = ssh_file_arg(Path(self.control_path or ""), "ControlPath")
+        return ["-o", "ControlMaster=auto", "-o", 'ControlPath="%s"' % path,
+                "-o", "ControlPersist=%d" % CONTROL_PERSIST_S]  # fmt: skip
+
+    def disconnect(self) -> None:
+        """End the shared connection (its master exits) and remove the socket folder. Safe to call twice."""
+        folder, socket_path = self._control_dir, self.control_path
+        if folder is None:
+            return
+        try:
+            if socket_path and os.path.exists(socket_path):
+                argv = [self.ssh_binary, "-o", 'ControlPath="%s"' % ssh_file_arg(Path(socket_path), "ControlPath"),
+                        "-O", "exit", "--", self.login]  # fmt: skip
+                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=CLEANUP_TIMEOUT_S, check=False)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            pass  # the master is gone already, or ends itself after ControlPersist
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._control_dir = None
 
     def ssh_argv(self, remote_command: str) -> List[str]:
         argv = [self.ssh_binary, "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % self.connect_timeout]
@@ -162,55 +298,63 @@ class SshTarget(TargetLifetime):
         if self.port:
             argv += ["-p", str(self.port)]
         if self.identity:
-            argv += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+            argv += ["-i", ssh_file_arg(self.identity, "--identity"), "-o", "IdentitiesOnly=yes"]
         if self.known_hosts:
-            argv += ["-o", "UserKnownHostsFile=%s" % self.known_hosts]
+            # Quoted: ssh splits an unquoted value at spaces (it takes several files there).
+            argv += ["-o", 'UserKnownHostsFile="%s"' % ssh_file_arg(self.known_hosts, "--known-hosts")]
+        argv += self._control_options()
         argv += list(self.extra_options)
         return argv + ["--", self.login, remote_command]
 
     def _raise_ssh_failure(self, stderr: str, doing: str) -> None:
-        """Turn ssh's own failure (exit 255) into one line naming the target and the fix."""
+        """Turn ssh's own failure (exit 255) into one TransportError line naming the target and the fix."""
         text = stderr.lower()
         where = self.describe()
         if "connection refused" in text:
-            raise DeployError(
+            raise TransportError(
                 "%s: connection refused while %s" % (where, doing),
                 hint="Is sshd running there and listening on that port? Check the host and :port",
             )
         if "permission denied" in text or "too many authentication failures" in text:
-            raise DeployError(
+            raise TransportError(
                 "%s: authentication failed while %s (%s)" % (where, doing, last_error_line(stderr)),
                 hint="Pass a key the board accepts with --identity KEY (batch mode: no password prompts), "
                 "or add your public key to its ~/.ssh/authorized_keys",
+                retryable=False,
             )
         if "host key verification failed" in text or "remote host identification has changed" in text:
-            raise DeployError(
+            raise TransportError(
                 "%s: host key verification failed while %s" % (where, doing),
                 hint="The board's host key changed; if that is expected remove its old line from known_hosts "
                 "(ssh-keygen -R HOST)",
+                retryable=False,
             )
         unreachable = ("could not resolve", "timed out", "no route", "network is unreachable", "name or service")
         if any(word in text for word in unreachable):
-            raise DeployError(
+            raise TransportError(
                 "%s: host unreachable while %s (%s)" % (where, doing, last_error_line(stderr)),
                 hint="Check the address, that the board is powered and on the network",
             )
-        raise DeployError("%s: ssh failed while %s: %s" % (where, doing, last_error_line(stderr)))
+        raise TransportError("%s: ssh failed while %s: %s" % (where, doing, last_error_line(stderr)))
 
     def _ssh(
-        self, remote_command: str, doing: str, stdin_writer: Optional[object] = None, timeout: float = DEFAULT_TIMEOUT_S
+        self, remote_command: str, doing: str, stdin_writer: Optional[Any] = None, timeout: float = DEFAULT_TIMEOUT_S
     ) -> RunResult:
         argv = self.ssh_argv(remote_command)
+        if not os.path.exists(self.control_path or ""):
+            self.connections += 1  # no master yet: this ssh connects and becomes it
         read_end = write_end = None
         if stdin_writer is not None:
             # Our own pipe, written by a thread while communicate() drains stdout/stderr: no deadlock.
             read_end, write_end = os.pipe()
         try:
+            # Its own session: a terminal's Ctrl-C reaches us only, and we stop ssh after deciding what to clean.
             proc = subprocess.Popen(
                 argv,
                 stdin=read_end if read_end is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except FileNotFoundError:
             for fd in (read_end, write_end):
@@ -221,62 +365,137 @@ class SshTarget(TargetLifetime):
                 hint="Install it (Debian/Ubuntu: apt-get install openssh-client)",
             ) from None
         thread = None
+        feed_errors: List[BaseException] = []
         if read_end is not None and write_end is not None:
             os.close(read_end)  # the child holds its copy
 
             def feed(fd: int) -> None:
                 with os.fdopen(fd, "wb") as handle:
                     try:
-                        stdin_writer(handle)  # type: ignore[operator]
+                        stdin_writer(handle)
                     except OSError:
-                        pass  # the remote end went away; ssh's stderr and exit code say why
+                        pass  # the remote end went away (or never read): ssh's stderr and exit code say why
+                    except Exception as exc:  # reported after ssh ends, in this thread's caller
+                        feed_errors.append(exc)
 
             thread = threading.Thread(target=feed, args=(write_end,), daemon=True)
             thread.start()
         try:
             stdout_b, stderr_b = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise DeployError("%s: no answer within %.0f s while %s" % (self.describe(), timeout, doing)) from None
+            _stop_group(proc)
+            raise TransportError("%s: no answer within %.0f s while %s" % (self.describe(), timeout, doing)) from None
+        except BaseException:
+            _stop_group(proc)
+            raise
         finally:
             if thread is not None:
                 thread.join(timeout=10)
+        if feed_errors:
+            raise DeployError("%s: sending the bundle failed: %s" % (self.describe(), feed_errors[0]))
         stdout, stderr = stdout_b.decode("utf-8", "replace"), stderr_b.decode("utf-8", "replace")
         if proc.returncode == SSH_FAILED:
             self._raise_ssh_failure(stderr, doing)
         return proc.returncode, stdout, stderr
 
-    def put(self, bundle: Path) -> str:
-        remote = "%s/%s" % (self.remote_base.rstrip("/") or "", _bundle_dir_name())
-        command = "mkdir -p %s && tar -x -C %s -f -" % (shlex.quote(remote), shlex.quote(remote))
+    # --- remote commands ----------------------------------------------------------------------------
 
+    def _base_expr(self) -> str:
+        """--remote-dir as the remote shell should see it: `~` is the login's $HOME there, never a folder `~`."""
+        base = self.remote_base.rstrip("/") or "/"
+        if base == "~":
+            return '"$HOME"'
+        if base.startswith("~/"):
+            return '"$HOME"/' + shlex.quote(base[2:])
+        return shlex.quote(base)
+
+    def _put_command(self) -> str:
+        """Make a fresh folder under the base, unpack the tar on stdin there; print its absolute path."""
+        return ('d=%s/%s && mkdir -p "$d" && tar -x -C "$d" -f - && cd "$d" && pwd'
+                % (self._base_expr(), _bundle_dir_name()))  # fmt: skip
+
+    @staticmethod
+    def _tar_writer(bundle: Path) -> Any:
         def write_tar(handle: IO[bytes]) -> None:
             with tarfile.open(fileobj=handle, mode="w|") as tar:
                 for path in sorted(bundle.rglob("*")):
                     tar.add(str(path), arcname=path.relative_to(bundle).as_posix(), recursive=False)
 
-        rc, _, stderr = self._ssh(command, "uploading the bundle", stdin_writer=write_tar)
-        if rc != 0:
-            self.remove(remote)
-            raise DeployError(
-                "upload to %s:%s failed (exit %d): %s" % (self.describe(), remote, rc, last_error_line(stderr)),
-                hint="Check free space and that `tar` and a writable --remote-dir exist on the target",
-            )
+        return write_tar
+
+    def _upload_failed(self, rc: int, stderr: str) -> DeployError:
+        return DeployError(
+            "upload to %s:%s failed (exit %d): %s" % (self.describe(), self.remote_base, rc, last_error_line(stderr)),
+            hint="Check free space and that `tar` and a writable --remote-dir exist on the target",
+        )
+
+    def put(self, bundle: Path) -> str:
+        rc, stdout, stderr = self._ssh(self._put_command(), "uploading the bundle", self._tar_writer(bundle),
+                                       timeout=DEFAULT_TIMEOUT_S)  # fmt: skip
+        remote = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+        if rc != 0 or not remote.startswith("/"):
+            if remote.startswith("/"):
+                self.remove(remote)
+            raise self._upload_failed(rc, stderr)
         return remote
 
-    def run(self, argv: List[str], cwd: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
+    def deliver(
+        self, bundle: Path, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S
+    ) -> Delivery:
+        """One remote command: the Python check; only if it passes, mkdir + untar + verify in the new folder.
+
+        stdout is the check's line, then the folder's absolute path, then verify's output. Exit 97: the upload
+        (mkdir/tar) failed.
+        """
+        quoted = " ".join(shlex.quote(a) for a in check)
+        verify_cmd = " ".join(shlex.quote(a) for a in verify)
+        command = "%s || exit $?\n{ %s; } || exit 97\n%s" % (quoted, self._put_command(), verify_cmd)
+        rc, stdout, stderr = self._ssh(command, "uploading the bundle", self._tar_writer(bundle), timeout=timeout)
+        lines = stdout.splitlines()
+        check_out = lines[0] + "\n" if lines else ""
+        remote = lines[1].strip() if len(lines) > 1 and lines[1].startswith("/") else None
+        if remote is None:
+            if rc in (0, 97):  # the check passed; the folder was not made or not filled
+                raise self._upload_failed(rc, stderr)
+            return Delivery((rc, check_out, stderr))
+        if rc == 97:
+            self.remove(remote)
+            raise self._upload_failed(rc, stderr)
+        return Delivery((0, check_out, ""), remote, (rc, "\n".join(lines[2:]) + "\n", stderr))
+
+    def _run_command(self, argv: List[str], cwd: Optional[str], then: str = "") -> str:
+        """`argv` in `cwd` with the bundle on PYTHONPATH; `then` runs after it, `$rc` holding its exit code."""
         command = " ".join(shlex.quote(a) for a in argv)
-        if cwd:
-            command = "cd %s && PYTHONPATH=%s %s" % (shlex.quote(cwd), shlex.quote(cwd), command)
+        if not cwd:
+            return command
+        # The shell's pid is the session's process group (sshd starts each command in a new session):
+        # written down so that a cleanup can stop the runner and its children (`remove`).
+        where = shlex.quote(cwd)
+        return "cd %s && echo $$ > %s && PYTHONPATH=%s %s; rc=$?; rm -f %s; %s exit $rc" % (
+            where, PID_FILE, where, command, PID_FILE, then)
+
+    def run(self, argv: List[str], cwd: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         shown = argv[:2] + ["..."] if argv[1:2] == ["-c"] else argv[:4]  # a -c program is too long for one line
-        return self._ssh(command, "running %s" % " ".join(shown), timeout=timeout)
+        return self._ssh(self._run_command(argv, cwd), "running %s" % " ".join(shown), timeout=timeout)
+
+    def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
+        """One remote command: run, then remove the folder when the run exited 0 (its exit code is kept)."""
+        command = self._run_command(argv, cwd, then="if [ $rc -eq 0 ]; then cd / && rm -rf %s; fi;" % shlex.quote(cwd))
+        return self._ssh(command, "running %s" % " ".join(argv[:4]), timeout=timeout)
+
+    def _removable(self, remote: str) -> bool:
+        return bool(remote) and remote.rstrip("/") not in ("", "/", self.remote_base.rstrip("/"))
 
     def remove(self, remote: str) -> None:
-        if not remote or remote.rstrip("/") in ("", "/", self.remote_base.rstrip("/")):
+        """Stop a run still going in `remote` (its process group), then delete the folder. Best effort."""
+        if not self._removable(remote):
             return  # never remove the base itself
+        where = shlex.quote(remote)
+        pid_file = shlex.quote(remote.rstrip("/") + "/" + PID_FILE)
+        command = ("if [ -f %s ]; then kill -TERM -- -$(cat %s) 2>/dev/null; fi; rm -rf %s"
+                   % (pid_file, pid_file, where))  # fmt: skip
         try:
-            self._ssh("rm -rf %s" % shlex.quote(remote), "removing %s" % remote, timeout=60)
+            self._ssh(command, "removing %s" % remote, timeout=CLEANUP_TIMEOUT_S)
         except DeployError:
             pass  # best effort: the original error matters more
 
@@ -285,7 +504,7 @@ class SshTarget(TargetLifetime):
         return rc == 0
 
 
-Target = Union[LocalTarget, SshTarget]  # duck-typed: describe, interpreter, put, run, remove, exists; `with`
+Target = Union[LocalTarget, SshTarget]  # duck-typed: describe, interpreter, put, run, remove, deliver, run_last; `with`
 
 
 def parse_target(
@@ -300,6 +519,7 @@ def parse_target(
     """`local:DIR`, `ssh://user@host[:port]` or `labgrid://PLACE` → a target (use it as `with target:`).
 
     A string in none of these forms is a command-line error (TargetSpecError, exit 2): nothing is tried.
+    A missing --identity file is InputNotFoundError (exit 3), found here, before any connection.
     """
     ssh_options = {
         "python": python,
@@ -318,6 +538,7 @@ def parse_target(
     if spec.startswith("labgrid://"):
         from .labgrid import LabgridTarget  # labgrid is an optional extra; imported when asked for
 
+        check_ssh_files(identity, known_hosts)  # before the place is acquired
         return LabgridTarget.from_url(spec, **ssh_options)  # type: ignore[return-value]
     hint = "Accepted forms: %s" % TARGET_FORMS
     if spec and "://" not in spec and ":" not in spec and "/" not in spec:

@@ -14,6 +14,11 @@ from typing import Optional
 EXIT_INTERNAL = 1  # not an EdgepipeError: a bug
 EXIT_USAGE = 2  # bad command line (argparse, typer)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by a front door's signal handler so that cleanups run as for Ctrl-C; exit 143."""
 
 
 class EdgepipeError(Exception):
@@ -92,6 +97,8 @@ def exit_code_for(exc: BaseException) -> int:
     """The process exit code for a failure: the error's own, 130 for Ctrl-C, 1 for anything else (a bug)."""
     if isinstance(exc, EdgepipeError):
         return exc.exit_code
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return EXIT_INTERNAL
@@ -105,6 +112,8 @@ def error_line(exc: BaseException) -> Optional[str]:
     """
     if isinstance(exc, EdgepipeError):
         return "error: " + exc.one_line()
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return None
