@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -58,7 +59,11 @@ class Inventory:
     runs: int
     warmup: int
     expect: Dict[str, Any]
-    model_sha256: List[str]
+
+    @cached_property
+    def model_sha256(self) -> List[str]:
+        """Hashed when first asked (resume, results), not by every board's worker that reads the inventory."""
+        return [sha256_file(m) for m in self.models]
 
     def fingerprint(self, board: Board) -> str:
         """What a board's measurements depend on; a saved result with another fingerprint is not resumed."""
@@ -228,8 +233,7 @@ def load_inventory(path: Path) -> Inventory:
                 hint="Add \"eval\": {\"spec\": \"images:DIR\", \"limit\": N} or drop min_top1",
             )
     return Inventory(path=path, sha256=sha256_file(path), models=models, boards=boards, eval_spec=eval_spec,
-                     limit=limit, data_dir=data_dir, runs=runs, warmup=warmup, expect=expect,
-                     model_sha256=[sha256_file(m) for m in models])  # fmt: skip
+                     limit=limit, data_dir=data_dir, runs=runs, warmup=warmup, expect=expect)  # fmt: skip
 
 
 # --- the baseline: a previous fleet report -------------------------------------------------------------

@@ -197,6 +197,10 @@ class _Runner:
                                   bundle_sha256=result.get("bundle_sha256"),
                                   ssh_connections=result.get("ssh_connections"))  # fmt: skip
         else:
+            if result["error_kind"] != "timeout" and time.monotonic() >= deadline - DEPLOY_MARGIN_S - 1:
+                # deploy's own timeout (the board's, less the margin) ended it: say which setting that was.
+                result["error"] = "no result within the board's timeout_s of %g s: %s" % (board.timeout_s,
+                                                                                         result["error"])  # fmt: skip
             # Reached and verified, but bench/eval failed there: a failed validation, not an unreachable board.
             verdict = "fail" if result["error_kind"] == "remote_command" else "unreachable"
             outcome = BoardResult(name=board.name, target=board.target.describe(), verdict=verdict,
