@@ -533,16 +533,42 @@ app.add_typer(fleet_app, name="fleet")
 @fleet_app.command("validate")
 @handles_errors
 def fleet_validate_command(
-    inventory: Path = typer.Argument(..., help="Inventory JSON: boards, models, expectations (edgepipe/fleet.py)."),
+    inventory: Path = typer.Argument(..., help="Inventory JSON: boards, models, expect (edgepipe/fleet/__init__.py)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous fleet_report.json to compare."),
-    out_dir: Path = typer.Option(Path("runs/fleet"), "--out", help="Folder for fleet_report.json."),
+    out_dir: Path = typer.Option(Path("runs/fleet"), "--out", help="Folder for fleet_report.json and boards/."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Boards validated at once (default: min(4, boards))."),
+    resume: bool = typer.Option(False, "--resume", help="Skip boards already judged in --out (pass or fail)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Validate shard K of N only (K/N; by board name)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Deploy to every board, judge each against the expectations; exit 0 all pass, 1 any not, 2 bad inventory."""
-    from .fleet import validate_fleet
+    import signal
 
-    report = validate_fleet(inventory, baseline=baseline, out_dir=out_dir,
-                            progress=lambda message: err.print(message, style="dim", markup=False))  # fmt: skip
+    from .fleet import progress_for, validate_fleet
+    from .runtime.errors import Terminated
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()  # unwinds like Ctrl-C (the runner stops every board's worker); exit 143
+
+    signal.signal(signal.SIGTERM, terminated)
+    report = validate_fleet(inventory, baseline=baseline, out_dir=out_dir, progress=progress_for(err), jobs=jobs,
+                            resume=resume, shard=shard)  # fmt: skip
+    show_fleet(report, as_json)
+    raise typer.Exit(report.exit_code)
+
+
+@fleet_app.command("merge")
+@handles_errors
+def fleet_merge_command(
+    reports: List[Path] = typer.Argument(..., help="The fleet_report.json of every --shard K/N run."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the merged fleet_report.json."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous fleet_report.json to compare."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Join shard reports into one fleet report, judged once against the baseline; exit 0 all pass, 1 any not."""
+    from .fleet import merge_reports
+
+    report = merge_reports(reports, out_dir, baseline=baseline)
     show_fleet(report, as_json)
     raise typer.Exit(report.exit_code)
 
