@@ -235,3 +235,30 @@ def test_two_shards_merged_equal_the_unsharded_report(coral_data: Path, datasets
     verdicts = {b["name"]: b["verdict"] for b in merged["boards"]}
     assert verdicts == {names[0]: "pass", names[1]: "fail", names[2]: "fail", names[3]: "fail"}
     assert "top-1 dropped" in next(b for b in merged["boards"] if b["name"] == names[3])["reasons"][0]
+
+
+def test_progress_is_a_live_table_on_a_terminal_and_lines_otherwise() -> None:
+    import io
+
+    from rich.console import Console
+
+    from edgepipe.fleet.progress import LineProgress, LiveProgress, progress_for
+
+    terminal = io.StringIO()
+    live = progress_for(Console(file=terminal, force_terminal=True, width=120))
+    assert isinstance(live, LiveProgress)
+    live.start(["cam[1]", "cam-2"], {"cam-2": "pass"})  # brackets: a name is shown literally, never as markup
+    live.update("cam[1]", "bench m.tflite")
+    live.done("cam[1]", "fail", ["m.tflite: p50 3.000 ms > max 1.000 ms"])
+    live.stop()
+    shown = terminal.getvalue()
+    assert "cam[1]" in shown and "fail" in shown and "p50 3.000 ms > max 1.000 ms" in shown
+    assert "resumed: already judged" in shown
+
+    piped = io.StringIO()
+    lines = progress_for(Console(file=piped, width=120))
+    assert isinstance(lines, LineProgress)
+    lines.start(["cam[1]"], {})
+    lines.update("cam[1]", "bench m.tflite")
+    lines.done("cam[1]", "pass", [])
+    assert piped.getvalue().splitlines() == ["cam[1]: bench m.tflite", "cam[1]: pass"]
