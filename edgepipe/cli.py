@@ -145,7 +145,15 @@ def convert_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Convert a Keras, SavedModel or ONNX model to TFLite; for the Edge TPU, verify full int8 and pre-flight it."""
+    import signal
+
     from .convert import convert_model
+    from .runtime.errors import Terminated
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()  # unwinds like Ctrl-C: the converter process is killed, its temp folder removed; exit 143
+
+    signal.signal(signal.SIGTERM, terminated)
 
     report = convert_model(
         model,

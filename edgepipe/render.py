@@ -97,10 +97,23 @@ def render_convert(report: Any) -> None:
     rows.append(
         (
             "float check",
-            "float TFLite vs source model: max |diff| %.3g (tolerance %.3g, %d samples)"
-            % (fc["max_abs_diff"], fc["tolerance"], fc["samples"]),
+            "float TFLite vs %s: max |diff| %.3g (tolerance %.3g, %d samples)"
+            % (fc.get("reference", "source model"), fc["max_abs_diff"], fc["tolerance"], fc["samples"]),
         )
     )
+    ic = getattr(report, "int8_check", None)
+    if ic and ic.get("top1_agreement") is not None:
+        rows.append(
+            (
+                "int8 vs float",
+                "top-1 agrees on %.0f %% of %d calibration samples; the float model gives %d class(es)"
+                % (100 * ic["top1_agreement"], ic["samples"], ic["float_top1_classes"]),
+            )
+        )
+    src = getattr(report, "source", None)
+    if src:
+        rows.append(("source", "%s; ONNX input %s → converted input %s" % (
+            src["converted_by"], src["onnx_input_shape"], src["converted_input_shape"])))  # fmt: skip
     rows.append(("sha256", report.sha256))
     rows.append(("versions", ", ".join("%s %s" % kv for kv in sorted(report.versions.items()))))
     rows.append(("duration", "%.1f s" % report.duration_s))

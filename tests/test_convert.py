@@ -818,3 +818,53 @@ def test_caffe_preset_on_grayscale_is_a_dataset_error(datasets: Path) -> None:
     with pytest.raises(DatasetError, match="--preprocess caffe does not fit") as caught:
         prepare_calibration("mnist", 8, 0, "caffe", [1, 28, 28], datasets)
     assert caught.value.exit_code == 6
+
+
+def _children_running(parent: int, marker: str) -> List[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and marker in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_stops_the_converter_and_leaves_nothing(seed_model: Dict[str, Any], work: Path, tmp_path: Path) -> None:
+    """SIGTERM while the converter process runs: exit 143, that process gone, no temp folder, no OUT."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the converter process")
+    out = work / "sigterm.tflite"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cmd = [sys.executable, "-c", "from edgepipe.cli import main; main()", "convert", str(seed_model["path"]), "-o",
+           str(out), "--target", "float"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=dict(os.environ, TMPDIR=str(tmp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        children: List[int] = []
+        while not children and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            children = _children_running(proc.pid, "edgepipe.convert")
+        assert children, "the converter process never started"
+        assert [p.name for p in tmp.iterdir() if p.name.startswith("edgepipe-convert-")]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr.decode()
+    for child in children:
+        assert not Path("/proc/%d" % child).exists() or "Z" in Path("/proc/%d/stat" % child).read_text().split()[2]
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("edgepipe-convert-")], "temp folder left"
+    assert_nothing_written(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -280,6 +281,17 @@ def test_onnx_report_says_layout_and_transpose(seed: Dict[str, Any]) -> None:
     assert report["op_histogram"].get("TRANSPOSE v2") == 1
     assert "TRANSPOSE" in text and "pre-flight: on the Edge TPU" in text
     assert report["preflight"]["fully_mapped"] is True
+
+
+def test_onnx_table_shows_source_and_checks(seed: Dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    from edgepipe.convert import ConvertReport
+    from edgepipe.render import render_convert
+
+    render_convert(ConvertReport(**seed["reports"]["onnx"]))
+    text = flat(re.sub("[\u2500-\u257f]", " ", capsys.readouterr().out))
+    assert "float TFLite vs onnxruntime on the ONNX model" in text
+    assert "ONNX input [1, 1, 28, 28] → converted input [1, 28, 28, 1]" in text
+    assert "int8 vs float" in text and "onnx2tf 1.28.8" in text
 
 
 @pytest.mark.slow
