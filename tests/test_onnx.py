@@ -371,6 +371,20 @@ def test_file_that_is_not_onnx_exit_4(work: Path) -> None:
     assert_nothing_written(out)
 
 
+def test_truncated_onnx_file_exit_4(seed: Dict[str, Any], work: Path, datasets: Path) -> None:
+    """Cut in half it still starts like a ModelProto; onnx's own loader (in the child) refuses it."""
+    data = seed["onnx_path"].read_bytes()
+    path = work / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    out = work / "truncated.tflite"
+    result = run_cli(["convert", path, "-o", out, "--calib", "mnist", "--data-dir", datasets])
+    assert result.exit_code == 4, result.stderr
+    message = flat(result.stderr)
+    assert "cannot load model" in message and "whole, readable ONNX model" in message
+    assert "Traceback" not in result.stderr
+    assert_nothing_written(out)
+
+
 # --- offline: onnx2tf's sample-image download --------------------------------------------------
 
 

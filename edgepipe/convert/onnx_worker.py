@@ -85,7 +85,7 @@ def load_onnx(path: str, workdir: str, seed: int, channel: Channel) -> OnnxSourc
     channel.send("phase", phase="loading ONNX model")
     try:
         proto = onnx.load(path)
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(path)  # by path: models over 2 GB keep their weights outside the proto
     except Exception as exc:  # protobuf DecodeError, onnx ValidationError, OSError
         raise WorkerError("load", "%s: %s" % (type(exc).__name__, exc)) from None
     spec, source_shape = _input_of(proto)
