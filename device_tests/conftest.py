@@ -253,22 +253,43 @@ def remote_target(request: pytest.FixtureRequest) -> Any:
         pytest.skip("remote lane: no target (give --target ssh://user@host[:port] | local:DIR | labgrid://PLACE, "
                     "or --lg-env ENV.yaml)")  # fmt: skip
     from edgepipe.deploy import parse_target
+    from edgepipe.errors import EdgepipeError
 
     opt = request.config.getoption
-    target = parse_target(spec, python=opt("target_python"),
-                          identity=Path(opt("identity")) if opt("identity") else None,
-                          known_hosts=Path(opt("known_hosts")) if opt("known_hosts") else None)  # fmt: skip
-    with target:
+    problem = None
+    try:
+        target = parse_target(spec, python=opt("target_python"),
+                              identity=Path(opt("identity")) if opt("identity") else None,
+                              known_hosts=Path(opt("known_hosts")) if opt("known_hosts") else None)  # fmt: skip
+        target.__enter__()  # a labgrid place: acquired here (a place held by someone else fails at once)
+    except EdgepipeError as exc:
+        problem = "remote lane: %s" % exc.one_line()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    try:
         yield target
+    finally:
+        target.__exit__(None, None, None)  # released, whatever the tests did
 
 
 @pytest.fixture(scope="session")
 def measured_remote(request: pytest.FixtureRequest, remote_target: Any) -> Dict[str, hil.Measurement]:
+    from edgepipe.errors import EdgepipeError
+
     s = state(request.config)
     specs = [model_spec(request.config, name) for name in s.thresholds["models"]]
     suite = s.thresholds["suite"]
-    results = hil.measure_remote(specs, remote_target, int(suite["runs"]), int(suite["warmup"]),
-                                 kind=request.config.getoption("remote_kind"))  # fmt: skip
+    problem = None
+    try:
+        results = hil.measure_remote(specs, remote_target, int(suite["runs"]), int(suite["warmup"]),
+                                     kind=request.config.getoption("remote_kind"))  # fmt: skip
+    except EdgepipeError as exc:
+        problem = "remote lane on %s: %s" % (remote_target.describe(), exc.one_line())
+    except hil.SuiteError as exc:
+        problem = "remote lane: %s" % " ".join(str(exc).split())
+    if problem:
+        s.errors[("remote", "*")] = problem
+        pytest.fail(problem, pytrace=False)
     for m in results:
         s.measurements[("remote", m.model)] = m
     return {m.model: m for m in results}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from conftest import IN_CI
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_TESTS = REPO / "device_tests"
@@ -222,8 +223,19 @@ def test_standin_usb_device_gets_its_own_lane_and_one_reenumeration(tmp_path: Pa
     assert "re-enumeration" in failures["usb:0/mobilenet"]
 
 
+def _need(module: str) -> object:
+    """Import `module` (PyYAML, labgrid: the labgrid extra, which .ci/run installs); a skip here, a failure in CI."""
+    try:
+        return __import__(module)
+    except ImportError:
+        message = "%s missing: pip install 'edgepipe[labgrid]'" % module
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def _yaml() -> object:
-    return pytest.importorskip("yaml", reason="PyYAML missing (a labgrid dependency: pip install 'edgepipe[labgrid]')")
+    return _need("yaml")
 
 
 def _steps_text(steps: List[Dict[str, object]]) -> List[str]:
@@ -263,7 +275,7 @@ def test_labgrid_examples_are_valid_labgrid_configuration(tmp_path: Path) -> Non
     for name in ("exporter-devboard.yaml", "exporter-usb-host.yaml"):
         groups = yaml.safe_load((folder / name).read_text())  # type: ignore
         assert any("NetworkService" in group for group in groups.values()), name
-    pytest.importorskip("labgrid", reason="labgrid not installed (pip install 'edgepipe[labgrid]')")
+    _need("labgrid")
     from labgrid import Environment
 
     for name in ("env-devboard.yaml", "env-usb-host.yaml"):

@@ -63,7 +63,7 @@ def test_deploy_to_a_bare_host_name_exits_2_with_the_accepted_forms(coral_data: 
 def test_every_accepted_form_parses() -> None:
     assert parse_target("ssh://mendel@coral.local:2222").describe() == "ssh://mendel@coral.local:2222"
     assert parse_target("local:/tmp/board").describe() == "local:/tmp/board"
-    pytest.importorskip("labgrid", reason="labgrid not installed (pip install 'edgepipe[labgrid]')")
+    _need_labgrid()
     target = parse_target("labgrid://127.0.0.1:20408/coral-1")
     assert target.describe() == "labgrid://coral-1" and target.address == "127.0.0.1:20408"  # type: ignore
     assert parse_target("labgrid://coral-2").place == "coral-2"  # type: ignore[union-attr]
@@ -246,3 +246,27 @@ def test_remote_lane_runs_through_the_place_with_the_labgrid_pytest_plugin(
         assert m["figures"]["agreement"] == 1.0
         assert m["environment"]["board"]["target"] == m["device"]
     assert holder(coordinator, place) == ""  # the suite acquired the place and released it
+
+
+def test_remote_lane_fails_at_once_when_the_place_is_held_by_someone_else(
+    coordinator: str, place: str, sshd: Dict[str, object], mnist_int8: Path, tmp_path: Path
+) -> None:
+    taken = client(coordinator, "-p", place, "acquire", user="bob")
+    assert taken.returncode == 0, taken.stderr
+    try:
+        env = dict(os.environ)
+        env.pop("PYTEST_ADDOPTS", None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "device_tests", "-m", "remote", "-k", "mobilenet",
+             "-p", "no:cacheprovider", "--target", "labgrid://%s/%s" % (coordinator, place),
+             "--identity", str(sshd["key"]),
+             "--mnist-model", str(mnist_int8), "--summary", str(tmp_path / "summary.json"), "-q"],
+            cwd=str(REPO), capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 1, text[-2000:]
+        assert "5 errors" in text and "remote lane: labgrid place %s is acquired by" % place in text, text[-2000:]
+        assert "/bob" in text and "Traceback" not in text
+        assert holder(coordinator, place).endswith("/bob")  # not taken from bob, not released for him
+    finally:
+        client(coordinator, "-p", place, "release", user="bob")
