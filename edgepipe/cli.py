@@ -291,7 +291,7 @@ def compile_command(
     tensors = [t.strip() for t in intermediate_tensors.split(",") if t.strip()] if intermediate_tensors else None
     try:
         names = ", ".join(m.name for m in models)
-        with err.status("compiling %s with edgetpu_compiler (timeout %d s)" % (names, timeout)):
+        with err.status(Text("compiling %s with edgetpu_compiler (timeout %d s)" % (names, timeout))):
             report = compile_models(
                 models,
                 out_dir,

@@ -3,23 +3,61 @@
 Commands call one `show_*` (warnings to stderr, then the report) or `emit(report, as_json, render_*)`;
 with --json the report goes to stdout as JSON and nothing else is printed there. The device side
 (edgepipe/runtime/) keeps its own plain-text output and never imports this module (no rich there).
+
+Literal text: almost every string shown here came from a user, a file, a compiler or a remote host
+("model[int8].tflite", "[/]x"), and rich would read brackets in it as markup (a wrong name, or a
+MarkupError). So the consoles have markup off, tables are `LiteralTable`s, and styling is applied
+only through `Text` parts (`line`); nothing is ever parsed as markup.
+
+About 500 lines: one renderer per command, kept together on purpose (issue 9: one home for rendering).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperOption
 
 from .runtime.report import dumps
 
 # Piped or captured output (CI logs, `| less`) gets room for the wide tables instead of rich's 80 columns.
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
-out = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, even in a pipe
+out = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # an error stays one line, even in a pipe
+
+Part = Union[str, Tuple[str, str]]  # literal text, or (literal text, style)
+
+
+def lit(value: Any) -> Text:
+    """Any value as literal text (None: empty)."""
+    return value if isinstance(value, Text) else Text("" if value is None else str(value))
+
+
+def line(*parts: Part) -> Text:
+    """One printed line from literal parts, some styled: line(("warning:", "yellow"), " ", text)."""
+    return Text.assemble(*parts)
+
+
+class LiteralTable(Table):
+    """A rich Table whose title and cells are literal text, whatever console prints it."""
+
+    def __init__(self, title: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("title_justify", "left")
+        super().__init__(title=None if title is None else lit(title), **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().add_row(*(lit(c) for c in cells), **kwargs)
+
+
+def note(label: str, text: Any, style: str = "yellow") -> None:
+    """`label: text` on stderr (warnings and notes, so --json output stays clean)."""
+    err.print(line((label + ":", style), " ", str(text)))
 
 
 def emit(report: Any, as_json: bool, render: Optional[Callable[[Any], None]] = None) -> None:
@@ -31,12 +69,62 @@ def emit(report: Any, as_json: bool, render: Optional[Callable[[Any], None]] = N
         render(report)
 
 
-def kv_table(title: str, rows: List[tuple]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+# --- wording shared by several tables ---------------------------------------------------------------
+
+
+def plural(n: int, word: str, words: Optional[str] = None) -> str:
+    """'1 epoch', '5 epochs', '1 class', '3 classes'."""
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
+
+
+def pct(fraction: float) -> str:
+    return "%.1f %%" % (100.0 * fraction)
+
+
+def human_bytes(n: Optional[int]) -> str:
+    if n is None:
+        return "unknown"
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return "%.2f %s (%d bytes)" % (n / size, unit, n)
+    return "%d bytes" % n
+
+
+def short_note(text: Optional[str]) -> str:
+    """A note's words without the technical detail in brackets (a runtime's error text; --json keeps it)."""
+    if not text:
+        return ""
+    head, _, detail = text.partition(" (")
+    return head + " (details in --json)" if detail else head
+
+
+# Suite comparisons: key suffix -> (label, value format). Keys may start with a model ("resnet8_...").
+_COMPARISONS: Dict[str, Tuple[str, Callable[[Any], str]]] = {
+    "int8_minus_float_top1_pp": ("int8 vs float top-1", lambda v: "%+.2f percentage points" % v),
+    "int8_size_ratio": ("int8 model size", lambda v: "%.1f %% of the float model's" % (100 * v)),
+}
+_MODEL_NAMES = {"resnet8": "ResNet-8", "resnet50": "ResNet-50", "mnist": "MNIST"}
+
+
+def comparison_label(key: str, value: Any) -> Tuple[str, str]:
+    """A suite comparison as (human label, value text), not its JSON key."""
+    for suffix, (label, fmt) in _COMPARISONS.items():
+        if key == suffix or key.endswith("_" + suffix):
+            model = key[: -len(suffix) - 1]
+            prefix = "%s: " % _MODEL_NAMES.get(model, model) if model else ""
+            try:
+                return prefix + label, fmt(value)
+            except (TypeError, ValueError):
+                return prefix + label, str(value)
+    return key.replace("_", " "), str(value)
+
+
+def kv_table(title: str, rows: Iterable[Tuple[Any, Any]]) -> LiteralTable:
+    table = LiteralTable(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(str(key), "" if value is None else str(value))
+        table.add_row(key, value)
     return table
 
 
@@ -48,9 +136,24 @@ def io_text(t: dict) -> str:
     return text
 
 
-def render_convert(report: Any) -> None:
-    from rich.markup import escape
+# --- help screens: a flag takes no value ------------------------------------------------------------
+# typer 0.29's rich help prints a type beside every option, flags too ("--json <bool>"), which reads as
+# if `--json true` were the way to use it (a usage error). Flags get no type column; the rest as typer has it.
 
+_typer_type_label = TyperOption.display_type_rich
+
+
+def _type_label_unless_flag(self: TyperOption, ctx: Any) -> Optional[str]:
+    return None if self.is_flag else _typer_type_label(self, ctx)
+
+
+TyperOption.display_type_rich = _type_label_unless_flag  # type: ignore[method-assign]
+
+
+# --- convert, data ----------------------------------------------------------------------------------
+
+
+def render_convert(report: Any) -> None:
     rows = [
         ("model", "%s (%s)" % (report.model, report.model_format)),
         ("target", report.target),
@@ -103,11 +206,16 @@ def render_convert(report: Any) -> None:
     )
     ic = getattr(report, "int8_check", None)
     if ic and ic.get("top1_agreement") is not None:
+        classes = ic["float_top1_classes"]
         rows.append(
             (
                 "int8 vs float",
-                "top-1 agrees on %.0f %% of %d calibration samples; the float model gives %d class(es)"
-                % (100 * ic["top1_agreement"], ic["samples"], ic["float_top1_classes"]),
+                "top-1 agrees on %.0f %% of %s; the float model gives %s"
+                % (
+                    100 * ic["top1_agreement"],
+                    plural(ic["samples"], "calibration sample"),
+                    plural(classes, "class", "classes"),
+                ),
             )
         )
     src = getattr(report, "source", None)
@@ -117,15 +225,19 @@ def render_convert(report: Any) -> None:
     rows.append(("sha256", report.sha256))
     rows.append(("versions", ", ".join("%s %s" % kv for kv in sorted(report.versions.items()))))
     rows.append(("duration", "%.1f s" % report.duration_s))
-    out.print(kv_table("edgepipe convert", [(escape(k), escape(str(v))) for k, v in rows]))
+    out.print(kv_table("edgepipe convert", rows))
+
+
+def show_convert(report: Any, as_json: bool) -> None:
+    for warning in report.warnings:
+        note("warning", warning)
+    emit(report, as_json, render_convert)
 
 
 def render_data_list(report: Any) -> None:
-    from rich.markup import escape
-
     where = "%s (from %s)" % (report.data_dir, report.data_dir_from) if report.data_dir else "none found"
-    out.print(kv_table("edgepipe data", [("data directory", escape(where)), ("registry", escape(report.registry))]))
-    table = Table(title="Datasets", title_justify="left")
+    out.print(kv_table("edgepipe data", [("data directory", where), ("registry", report.registry)]))
+    table = LiteralTable(title="Datasets")
     for column in ("Dataset", "File", "Split", "Status"):
         table.add_column(column)
     for entry in report.datasets:
@@ -136,80 +248,75 @@ def render_data_list(report: Any) -> None:
                 status, style = "verified (%s)" % f.method, None
             else:
                 status, style = "BAD: %s" % f.method, "bold red"
-            table.add_row(escape(entry.name), escape(f.name), f.split, escape(status), style=style)
+            table.add_row(entry.name, f.name, f.split, status, style=style)
         usable = ", ".join(entry.usable_splits) or "nothing usable"
-        table.add_row(escape(entry.name), "[bold]usable[/]", "", escape(usable), end_section=True)
+        table.add_row(entry.name, Text("usable", style="bold"), "", usable, end_section=True)
     out.print(table)
 
 
 def render_download(report: Any) -> None:
-    from rich.markup import escape
-
-    table = Table(title="edgepipe data download %s → %s" % (escape(report.dataset), escape(report.folder)))
+    title = "edgepipe data download %s → %s" % (report.dataset, report.folder)
+    table = LiteralTable(title=title, title_justify="center")
     for column in ("File", "Action", "Bytes", "Verified by", "From"):
         table.add_column(column)
     for f in report.files:
-        table.add_row(escape(f.name), f.action, str(f.bytes), f.verified_by, escape(f.url or ""))
+        table.add_row(f.name, f.action, str(f.bytes), f.verified_by, f.url or "")
     out.print(table)
 
 
-def render_inspect(report: Any) -> None:
-    from rich.markup import escape
+# --- inspect, compile -------------------------------------------------------------------------------
 
+
+def _op_reason(op: Any) -> str:
+    """Why a pre-flight verdict is what it is, where the table's verdict alone does not say (uncertain ones)."""
+    if getattr(op, "certain", True) or not getattr(op, "detail", ""):
+        return ""
+    return op.detail
+
+
+def render_inspect(report: Any) -> None:
     from .runtime.text import crossing_rows, first_cpu_text, op_rows, summary_rows
 
-    out.print(kv_table("edgepipe inspect", [(escape(k), escape(v)) for k, v in summary_rows(report)]))
+    out.print(kv_table("edgepipe inspect", summary_rows(report)))
     title = "Operators (where they run)" if report.compiled_for_edgetpu else "Operators (Edge TPU pre-flight)"
-    table = Table(title=title, title_justify="left")
+    table = LiteralTable(title=title)
     table.add_column("#", justify="right")
     table.add_column("Op")
     table.add_column("Version", justify="right")
     table.add_column("Runs on" if report.compiled_for_edgetpu else "Edge TPU")
+    reasons = {str(op.index): _op_reason(op) for op in report.ops}
+    if any(reasons.values()):
+        table.add_column("Why uncertain", overflow="fold")
     first = report.first_cpu_op["index"] if report.first_cpu_op else None
     for index, name, version, verdict, on_cpu in op_rows(report):
         if index == str(first):
             verdict += "  ← first CPU op"
         style = ("bold red" if index == str(first) else "yellow") if on_cpu else None
-        table.add_row(index, escape(name), version, escape(verdict), style=style)
+        cells = [index, name, version, verdict] + ([reasons.get(index, "")] if any(reasons.values()) else [])
+        table.add_row(*cells, style=style)
     out.print(table)
     crossing = crossing_rows(report)
     if crossing:
         predicted = "" if report.compiled_for_edgetpu else ", predicted"
-        table = Table(title="Tensors crossing Edge TPU <-> CPU%s" % predicted, title_justify="left")
+        table = LiteralTable(title="Tensors crossing Edge TPU <-> CPU%s" % predicted)
         for column in ("Tensor", "Type", "Direction", "Ops"):
             table.add_column(column)
         for row in crossing:
-            table.add_row(*(escape(cell) for cell in row))
+            table.add_row(*row)
         out.print(table)
     if report.first_cpu_op:
-        out.print("[bold]first CPU op:[/] " + escape(first_cpu_text(report)))
+        out.print(line(("first CPU op:", "bold"), " ", first_cpu_text(report)))
     for blocker in report.compile_blockers:
-        out.print("[bold red]compile blocker:[/] " + escape(blocker))
+        out.print(line(("compile blocker:", "bold red"), " ", blocker))
 
 
 def show_inspect(report: Any, as_json: bool) -> None:
-    from rich.markup import escape
-
-    notes = ([report.off_chip_warning] if report.off_chip_warning else []) + list(report.warnings)
-    for warning in notes:
-        err.print("[yellow]warning:[/] " + escape(warning), markup=True, highlight=False)
+    for warning in ([report.off_chip_warning] if report.off_chip_warning else []) + list(report.warnings):
+        note("warning", warning)
     emit(report, as_json, render_inspect)
 
 
-def human_bytes(n: Optional[int]) -> str:
-    if n is None:
-        return "unknown"
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return "%.2f %s (%d bytes)" % (n / size, unit, n)
-    return "%d bytes" % n
-
-
 def render_compile(report: Any) -> None:
-    import shlex
-
-    from rich.markup import escape
-
     def known(value: Any) -> str:
         return "unknown" if value is None else str(value)
 
@@ -238,25 +345,25 @@ def render_compile(report: Any) -> None:
     ]
     if report.report_path:
         rows.append(("report", report.report_path))
-    out.print(kv_table("edgetpu_compiler", [(key, escape(value)) for key, value in rows]))
+    out.print(kv_table("edgetpu_compiler", rows))
 
     if report.operators:
-        table = Table(title="Operators", title_justify="left")
+        table = LiteralTable(title="Operators")
         table.add_column("Operator")
         table.add_column("Count", justify="right")
         table.add_column("Status")
         for r in report.operators:
-            table.add_row(escape(r.name), str(r.count), escape(r.status), style=None if r.mapped else "bold yellow")
+            table.add_row(r.name, str(r.count), r.status, style=None if r.mapped else "bold yellow")
         out.print(table)
     if report.preflight_disagreements:
-        table = Table(title="Pre-flight vs compiler (mapped / not mapped)", title_justify="left")
+        table = LiteralTable(title="Pre-flight vs compiler (mapped / not mapped)")
         for column in ("Model", "Operator", "Predicted", "Compiler"):
             table.add_column(column)
         for d in report.preflight_disagreements:
             p, c = d["predicted"], d["compiler"]
             table.add_row(
-                escape(d.get("model", "")),
-                escape(d["op"]),
+                d.get("model", ""),
+                d["op"],
                 "%d / %d" % (p["mapped"], p["not_mapped"]),
                 "%d / %d" % (c["mapped"], c["not_mapped"]),
             )
@@ -269,17 +376,20 @@ def render_compile(report: Any) -> None:
         detail = "(%s) %s" % (report.error["kind"], report.error["message"])
     else:
         detail = "; ".join(report.reasons)
-    out.print("[bold %s]verdict: %s[/] %s" % (colour, report.verdict, escape(detail)))
+    out.print(line(("verdict: %s" % report.verdict, "bold " + colour), " ", detail))
 
 
 def show_compile(report: Any, as_json: bool) -> None:
     for warning in report.warnings:
-        err.print("[yellow]warning:[/] " + warning, markup=True, highlight=False)
+        note("warning", warning)
     emit(report, as_json, render_compile)
 
 
-def backend_rows(report: Any) -> List[tuple]:
-    rows = [("model", report.model["path"])]
+# --- bench, eval, doctor ----------------------------------------------------------------------------
+
+
+def backend_rows(report: Any) -> List[Tuple[str, Any]]:
+    rows: List[Tuple[str, Any]] = [("model", report.model["path"])]
     if report.run_model["path"] != report.model["path"]:
         rows.append(("ran", report.run_model["path"]))
     where = report.backend + (" (%s)" % report.device if report.device else "")
@@ -294,19 +404,14 @@ def backend_rows(report: Any) -> List[tuple]:
 
 
 def warn_fallback(report: Any) -> None:
-    from rich.markup import escape
-
     if report.fallback_reason:
-        text = report.fallback_reason + (". Fix: %s" % report.fallback_fix if report.fallback_fix else "")
-        err.print("[yellow]warning:[/] " + escape(text), markup=True, highlight=False)
+        note("warning", report.fallback_reason + (". Fix: %s" % report.fallback_fix if report.fallback_fix else ""))
 
 
 def render_bench(report: Any) -> None:
-    from rich.markup import escape
-
     rows = backend_rows(report) + [("runs", "%d timed, %d warm-up" % (report.runs, report.warmup))]
-    out.print(kv_table("edgepipe bench", [(k, escape(str(v))) for k, v in rows]))
-    table = Table(title="Latency (ms)", title_justify="left")
+    out.print(kv_table("edgepipe bench", rows))
+    table = LiteralTable(title="Latency (ms)")
     table.add_column("")
     for column in ("first", "min", "mean", "std", "p50", "p90", "p99", "max"):
         table.add_column(column, justify="right")
@@ -316,27 +421,30 @@ def render_bench(report: Any) -> None:
     out.print(table)
 
 
-def render_eval(report: Any) -> None:
-    from rich.markup import escape
+def show_bench(report: Any, as_json: bool) -> None:
+    warn_fallback(report)
+    emit(report, as_json, render_bench)
 
+
+def render_eval(report: Any) -> None:
     data = report.dataset
     rows = backend_rows(report) + [
-        ("dataset", "%s (%s, %d images)" % (data.get("spec"), data.get("source"), report.n)),
+        ("dataset", "%s (%s, %s)" % (data.get("spec"), data.get("source"), plural(report.n, "image"))),
         ("top-1", "%.2f %% (%d of %d)" % (report.top1 * 100, report.correct_top1, report.n)),
         ("top-%d" % report.top_k, "%.2f %%" % (report.top5 * 100)),
-        ("batching", report.batch_note),
+        ("batching", short_note(report.batch_note)),
         ("speed", "%.1f images/s" % report.images_per_s),
     ]
-    out.print(kv_table("edgepipe eval", [(k, escape(str(v))) for k, v in rows]))
+    out.print(kv_table("edgepipe eval", rows))
     if len(report.per_class) <= 20:
-        table = Table(title="Per class", title_justify="left")
+        table = LiteralTable(title="Per class")
         for column in ("class", "name", "n", "top-1"):
             table.add_column(column, justify="right" if column != "name" else "left")
         for c in report.per_class:
-            table.add_row(str(c["class"]), escape(str(c["name"] or "")), str(c["n"]), "%.2f %%" % (c["top1"] * 100))
+            table.add_row(str(c["class"]), c["name"] or "", str(c["n"]), "%.2f %%" % (c["top1"] * 100))
         out.print(table)
     if report.confusion_matrix is not None and report.num_classes <= 10:
-        table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+        table = LiteralTable(title="Confusion matrix (rows: true, columns: predicted)")
         table.add_column("")
         for c in range(report.num_classes):
             table.add_column(str(c), justify="right")
@@ -345,9 +453,12 @@ def render_eval(report: Any) -> None:
         out.print(table)
 
 
-def render_doctor(report: Any) -> None:
-    from rich.markup import escape
+def show_eval(report: Any, as_json: bool) -> None:
+    warn_fallback(report)
+    emit(report, as_json, render_eval)
 
+
+def render_doctor(report: Any) -> None:
     def yes(value: Any) -> str:
         return {True: "yes", False: "no", None: "unknown"}[value]
 
@@ -386,18 +497,35 @@ def render_doctor(report: Any) -> None:
         ("pycoral", report.pycoral["version"] or "not installed (optional)"),
         ("Edge TPU ready", yes(report.edgetpu_ready)),
     ]
-    out.print(kv_table("edgepipe doctor", [(k, escape(str(v))) for k, v in rows]))
+    out.print(kv_table("edgepipe doctor", rows))
     for p in report.problems:
         colour = "red" if p.severity == "error" else "yellow"
-        out.print("[bold %s]%s:[/] %s\n  [bold]fix:[/] %s" % (colour, p.severity, escape(p.what), escape(p.fix)))
+        out.print(line(("%s:" % p.severity, "bold " + colour), " ", p.what, "\n  ", ("fix:", "bold"), " ", p.fix))
     if not report.problems:
-        out.print("[green]no problems found[/]")
+        out.print(line(("no problems found", "green")))
+
+
+# --- suites -----------------------------------------------------------------------------------------
+
+
+def _training_line(report: Any) -> Optional[str]:
+    """What the suite trained on and tested with, so its accuracy can be read against others'."""
+    train = (report.steps or {}).get("train")
+    data = report.data or {}
+    if not isinstance(train, dict) or "epochs" not in train:
+        return None
+    text = "trained %s on %s" % (plural(train["epochs"], "epoch"), plural(train.get("samples", 0), "image"))
+    if data.get("train_source"):
+        text += " (%s)" % data["train_source"]
+    if data.get("test_count") is not None:
+        text += "; tested on %s" % plural(data["test_count"], "image")
+        if data.get("test_split"):
+            text += ", %s" % data["test_split"]
+    return text
 
 
 def render_suite(report: Any) -> None:
-    from rich.markup import escape
-
-    table = Table(title="edgepipe suite %s  (%s)" % (report.suite, report.out_dir), title_justify="left")
+    table = LiteralTable(title="edgepipe suite %s  (%s)" % (report.suite, report.out_dir))
     for column, justify in (("Variant", "left"), ("Backend", "left"), ("Top-1", "right"), ("Top-5", "right"),
                             ("n", "right"), ("p50 ms", "right"), ("first ms", "right"), ("Size", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -405,8 +533,8 @@ def render_suite(report: Any) -> None:
         lat = r.latency_ms or {}
         backend = r.backend if r.backend == r.requested_backend else "%s (asked %s)" % (r.backend, r.requested_backend)
         table.add_row(
-            escape(r.variant),
-            escape(backend),
+            r.variant,
+            backend,
             "—" if r.top1 is None else "%.2f %%" % (100 * r.top1),
             "—" if r.top5 is None else "%.2f %%" % (100 * r.top5),
             str(r.n),
@@ -415,25 +543,28 @@ def render_suite(report: Any) -> None:
             human_bytes(r.size_bytes).split(" (")[0],
         )
     out.print(table)
+    training = _training_line(report)
+    if training:
+        out.print(lit(training))
     for key, value in report.comparisons.items():
-        out.print("%s: %s" % (key, value))
-    out.print("results: %s" % report.report_path)
+        label, text = comparison_label(key, value)
+        out.print(lit("%s: %s" % (label, text)))
+    out.print(lit("results: %s" % report.report_path))
 
 
 def show_suite(report: Any, as_json: bool) -> None:
-    from rich.markup import escape
-
     for warning in report.warnings:
-        err.print("[yellow]warning:[/] " + escape(warning), markup=True, highlight=False)
+        note("warning", warning)
     for r in report.results:
         if r.fallback_reason:
-            err.print("[yellow]note:[/] %s ran on the CPU: %s" % (escape(r.variant), escape(r.fallback_reason)))
+            note("note", "%s ran on the CPU: %s" % (r.variant, r.fallback_reason))
     emit(report, as_json, render_suite)
 
 
-def render_deploy(report: Any) -> None:
-    from rich.markup import escape
+# --- deploy, fleet ----------------------------------------------------------------------------------
 
+
+def render_deploy(report: Any) -> None:
     remote = report.remote
     runtime = remote.get("runtime") or {}
     lib = remote.get("libedgetpu") or {}
@@ -444,85 +575,62 @@ def render_deploy(report: Any) -> None:
         ("runtime", "%s %s" % (runtime.get("name"), runtime.get("version"))),
         ("libedgetpu", lib.get("path") or "not found"),
         ("Edge TPUs", devices),
-        ("bundle", "%s (%d files, %d bytes)" % (report.bundle["sha256"][:16], report.bundle["files"],
-                                                report.bundle["bytes"])),
+        ("bundle", "%s (%s, %d bytes)" % (report.bundle["sha256"][:16], plural(report.bundle["files"], "file"),
+                                          report.bundle["bytes"])),
         ("remote dir", report.remote_dir + (" (kept)" if report.kept else " (removed)")),
         ("time", "%.2f s" % report.timings_s.get("total", 0.0)),
     ]  # fmt: skip
-    out.print(kv_table("edgepipe deploy", [(k, escape(str(v))) for k, v in rows]))
-    table = Table(title="Results", title_justify="left")
+    out.print(kv_table("edgepipe deploy", rows))
+    table = LiteralTable(title="Results")
     for column, justify in (("Model", "left"), ("Backend", "left"), ("Why", "left"), ("p50 ms", "right"),
                             ("Top-1", "right")):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in report.results:
         s = r.summary
         table.add_row(
-            escape(r.model),
-            escape(str(s.get("backend"))) + (" (%s)" % escape(s["device"]) if s.get("device") else ""),
-            escape(str(s.get("fallback_reason") or s.get("backend_reason") or "")),
+            r.model,
+            str(s.get("backend")) + (" (%s)" % s["device"] if s.get("device") else ""),
+            str(s.get("fallback_reason") or s.get("backend_reason") or ""),
             "—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"],
             "—" if s.get("top1") is None else "%.2f %% (n=%s)" % (100 * s["top1"], s.get("n")),
         )
     out.print(table)
     if report.results_path:
-        out.print("results: %s" % report.results_path)
+        out.print(lit("results: %s" % report.results_path))
 
 
-def fleet_table(report: Any) -> Any:
-    """A rich Table: one row per board (one line per model in the value columns)."""
-    from rich.markup import escape
-    from rich.table import Table
+def show_deploy(report: Any, as_json: bool) -> None:
+    for r in report.results:
+        if r.summary.get("fallback_reason"):
+            note("note", "%s: %s" % (r.model, r.summary["fallback_reason"]))
+    emit(report, as_json, render_deploy)
 
+
+def fleet_table(report: Any) -> LiteralTable:
+    """One row per board (one line per model in the value columns); literal on any console."""
     colours = {"pass": "green", "fail": "red", "unreachable": "magenta"}
     counts = ", ".join("%d %s" % (n, verdict) for verdict, n in report.counts.items() if n)
-    table = Table(title="Fleet validation: %s" % counts, title_justify="left")
+    if getattr(report, "shard", None):
+        counts += " (shard %s)" % report.shard
+    if getattr(report, "resumed", None):
+        counts += "; %d taken from the earlier run (--resume)" % len(report.resumed)
+    table = LiteralTable(title="Fleet validation: %s" % counts)
     for column, justify in (("Board", "left"), ("Verdict", "left"), ("Backend", "left"), ("p50 ms", "right"),
                             ("Top-1", "right"), ("Reasons", "left")):  # fmt: skip
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for board in report.boards:
         summaries = [m.summary for m in board.models]
         table.add_row(
-            escape(board.name),
-            "[%s]%s[/]" % (colours.get(board.verdict, "white"), board.verdict),
-            "\n".join(escape(str(s.get("backend"))) for s in summaries) or "—",
+            board.name,
+            Text(board.verdict, style=colours.get(board.verdict, "white")),
+            "\n".join(str(s.get("backend")) for s in summaries) or "—",
             "\n".join("—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"] for s in summaries) or "—",
             "\n".join("—" if s.get("top1") is None else pct(s["top1"]) for s in summaries) or "—",
-            escape("\n".join(board.reasons + board.notes)),
+            "\n".join(board.reasons + board.notes
+                      + ["retried after: %s" % a.get("error") for a in getattr(board, "attempts", None) or []]),
         )
     return table
 
 
-def pct(fraction: float) -> str:
-    return "%.1f %%" % (100.0 * fraction)
-
-
-def show_convert(report: Any, as_json: bool) -> None:
-    from rich.markup import escape
-
-    for warning in report.warnings:
-        err.print("[yellow]warning:[/] " + escape(warning), markup=True, highlight=False)
-    emit(report, as_json, render_convert)
-
-
-def show_deploy(report: Any, as_json: bool) -> None:
-    from rich.text import Text
-
-    for r in report.results:
-        if r.summary.get("fallback_reason"):
-            note = Text.assemble(("note:", "yellow"), " %s: %s" % (r.model, r.summary["fallback_reason"]))
-            err.print(note, highlight=False)
-    emit(report, as_json, render_deploy)
-
-
 def show_fleet(report: Any, as_json: bool) -> None:
-    emit(report, as_json, lambda r: (out.print(fleet_table(r)), out.print("report: %s" % r.report_path, markup=False)))
-
-
-def show_bench(report: Any, as_json: bool) -> None:
-    warn_fallback(report)
-    emit(report, as_json, render_bench)
-
-
-def show_eval(report: Any, as_json: bool) -> None:
-    warn_fallback(report)
-    emit(report, as_json, render_eval)
+    emit(report, as_json, lambda r: (out.print(fleet_table(r)), out.print(lit("report: %s" % r.report_path))))

@@ -9,13 +9,15 @@ target directory and then renamed, so a reader (or a crashed run) never sees hal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from typing import IO, Any, Dict, Optional, Union
+from typing import IO, Any, Dict, Iterator, Optional, Union
 
 from .errors import EdgepipeError, OutputWriteError, error_line, exit_code_for
 
@@ -119,29 +121,54 @@ def make_dirs(path: "Union[str, os.PathLike[str]]", hint: str = "") -> None:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory and a rename."""
+    """Write `data` to `path` via a temporary file in the same directory and a rename.
+
+    Whatever stops the write (a full disk, Ctrl-C, SIGTERM), the temporary file is removed and a file
+    already at `path` stays as it was.
+    """
+    with replacing(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def replacing(path: "Union[str, os.PathLike[str]]", suffix: str = "") -> Iterator[str]:
+    """`with replacing(OUT) as tmp:` write `tmp` (a new empty file beside OUT, named ....tmp`suffix`); when the
+    block ends normally it becomes OUT in one rename. On any exception (KeyboardInterrupt included) `tmp`
+    is removed and OUT is untouched. `suffix` keeps an extension a writer insists on (".keras").
+    An OSError becomes OutputWriteError naming OUT."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp" + suffix, dir=directory)
+        os.close(fd)
     except OSError as exc:
         raise OutputWriteError(
             "cannot write %s: %s" % (path, exc.strerror or exc), hint="Choose a writable output location"
         ) from None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates the file 0600; a model or report should get the usual umask-derived mode.
-        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
+        if os.path.isfile(tmp):
+            # mkstemp creates the file 0600; a model or report should get the usual umask-derived mode.
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OutputWriteError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, OSError):
+            raise OutputWriteError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+        raise
+
+
+def _remove(path: str) -> None:
+    """Delete a file or a folder (a writer such as Keras may have made either); nothing if it is gone."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _umask() -> int:

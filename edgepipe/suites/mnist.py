@@ -21,7 +21,7 @@ from ..convert import convert_model
 from ..data import load_dataset
 from ..errors import DatasetError
 from ..runtime.options import RunOptions
-from ..runtime.report import make_dirs, to_jsonable
+from ..runtime.report import make_dirs, replacing, to_jsonable
 from .common import (
     SuiteReport,
     Variant,
@@ -66,9 +66,8 @@ def train_model(train: Any, epochs: int, seed: int, path: Path) -> Dict[str, Any
 
     started = time.monotonic()
     model = train_seed_mnist_model(train.images, train.labels, epochs=epochs, seed=seed)
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    model.save(str(tmp))
-    tmp.replace(path)
+    with replacing(path, suffix=path.suffix) as tmp:  # a failed or interrupted save leaves no half file
+        model.save(tmp)
     return {
         "model": str(path),
         "epochs": epochs,
@@ -116,7 +115,8 @@ def run_mnist_suite(
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(train), size=min(CALIB_SAMPLES, len(train)), replace=False)
         calib = out_dir / "calibration.npy"
-        np.save(str(calib), train.images[np.sort(pick)].astype(np.float32) / 255.0)
+        with replacing(calib, suffix=".npy") as tmp:  # never a half-written calibration set
+            np.save(tmp, train.images[np.sort(pick)].astype(np.float32) / 255.0)
 
         conversions = {}
         for target, name in (("float", "seed_mnist_float.tflite"), ("edgetpu", "seed_mnist_edgetpu_int8.tflite")):

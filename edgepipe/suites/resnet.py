@@ -19,7 +19,7 @@ from ..convert import convert_model
 from ..data import find_data_dir, load_dataset
 from ..errors import DatasetError, InputNotFoundError, ModelFormatError
 from ..runtime.options import RunOptions
-from ..runtime.report import make_dirs, to_jsonable
+from ..runtime.report import make_dirs, replacing, to_jsonable
 from .common import (
     SuiteReport,
     Variant,
@@ -76,9 +76,8 @@ def _build_resnet50(weights: str, path: Path) -> Dict[str, Any]:
             "cannot build ResNet-50 with weights %r: %s" % (weights, " ".join(str(exc).split())[:200]),
             hint="Offline, pass --weights FILE (resnet50_weights_tf_dim_ordering_tf_kernels.h5) or --weights random",
         ) from None
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    model.save(str(tmp))
-    tmp.replace(path)
+    with replacing(path, suffix=path.suffix) as tmp:  # a failed or interrupted save leaves no half file
+        model.save(tmp)
     return {"model": str(path), "weights": weights, "parameters": int(model.count_params())}
 
 
