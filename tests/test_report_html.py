@@ -503,6 +503,31 @@ def test_page_renders_in_headless_chromium(kind: str, results: Dict[str, Path], 
         assert has_colour(seen["png"], (46, 125, 50)) and has_colour(seen["png"], (198, 40, 40))
 
 
+def test_long_names_paths_and_reasons_fit_1280_px_in_chromium(results: Dict[str, Path], browser: Browser,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    """Deep board folders, long board and model names, an unbroken reason: cells wrap, the page fits.
+    (A CI runner's temp paths alone once made the board table 11 px too wide.)"""
+    report = json.loads(results["fleet"].read_text())
+    deep = "/tmp/pytest-of-runner/pytest-0/popen-gw1/" + "a-deep-board-folder/" * 6
+    for i, board in enumerate(report["boards"]):
+        board["target"] = "local:%s%s" % (deep, "board-%02d-" % i * 8)
+    report["inventory"] = deep + "inventory-" * 20 + ".json"
+    report["boards"][0]["name"] = "plant-a.line-12.camera-station-07.north-wall." * 3 + "end"
+    second = dict(report["boards"][0]["models"][0], model="a_long_model_file_name_" * 5 + ".tflite")
+    report["boards"][0]["models"].append(second)  # two models: the page gets a Model column
+    report["boards"][1]["reasons"] = ["x" * 400, "word " * 120]
+    source = tmp_path / "long.json"
+    source.write_text(json.dumps(report))
+    written = write_html_report(source, tmp_path / "long.html")
+    seen = open_page(browser, Path(written.output))
+    assert seen["errors"] == [] and seen["facts"]["overflowX"] <= 0, seen["facts"]["overflowX"]
+    page = parse(Path(written.output).read_text())
+    assert report["boards"][0]["target"] in row_of(page, report["boards"][0]["name"])[0]  # whole in the table
+    labels = chart_texts(page.images[0])
+    cut = next(t for t in labels if t.startswith("plant-a.line-12.") and "…" in t)
+    assert cut.endswith(".tflite") and len(cut) <= 48  # both ends kept on the chart
+
+
 def test_hostile_page_runs_nothing_in_chromium(results: Dict[str, Path], browser: Browser, tmp_path: Path) -> None:
     hostile = json.loads(results["fleet"].read_text())
     hostile["boards"][0]["name"] = HOSTILE

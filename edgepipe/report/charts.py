@@ -69,6 +69,17 @@ def to_data_uri(fig: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+LABEL_CHARS = 48  # a longer board or model name is cut in its middle on a chart; the table has it whole
+
+
+def short(label: str, limit: int = LABEL_CHARS) -> str:
+    """`label`, or its start and end around "…" when longer than `limit` (both ends tell boards apart)."""
+    if len(label) <= limit:
+        return label
+    head = (limit - 1) // 2
+    return label[:head] + "…" + label[len(label) - (limit - 1 - head) :]
+
+
 def _finite(value: Any) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -113,7 +124,7 @@ def bars_against_baseline(
                 ax.plot([row.baseline] * 2, [y - 0.38, y + 0.38], color=BASELINE_COLOUR, lw=2.5)
             if row.limit is not None and row.limit <= top:
                 ax.plot([row.limit] * 2, [y - 0.45, y + 0.45], color=LIMIT_COLOUR, lw=1.5, ls=(0, (2, 1.5)), zorder=3)
-        ax.set_yticks(ys, [r.label for r in rows])
+        ax.set_yticks(ys, [short(r.label) for r in rows])
         ax.set_ylim(len(rows) - 0.5, -0.5)  # first board on top, as in the table
         ax.set_xlim(0, top)
         ax.set_xlabel(xlabel)
@@ -176,7 +187,7 @@ def latency_spread(rows: Sequence[LatencyRow]) -> str:
             ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: "%g" % value))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_yticks(list(range(len(rows))), [r.label for r in rows])
+        ax.set_yticks(list(range(len(rows))), [short(r.label) for r in rows])
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlabel("latency per inference (ms)")
         ax.grid(axis="x", alpha=0.3, which="both")
@@ -215,7 +226,7 @@ def accuracy_bars(rows: Sequence[AccuracyRow], k: int = 5) -> str:
             if row.topk is not None:
                 ax.barh(y + 0.17, 100 * row.topk, height=0.32, color="#90caf9")
                 ax.text(100 * row.topk + 1, y + 0.17, "%.2f %%" % (100 * row.topk), va="center", fontsize=8)
-        labels = [r.label + ("\n(n = %d)" % r.n if r.n else "") for r in rows]
+        labels = [short(r.label) + ("\n(n = %d)" % r.n if r.n else "") for r in rows]
         ax.set_yticks(list(range(len(rows))), labels)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlim(0, 112)
@@ -243,7 +254,7 @@ def confusion_heatmap(matrix: List[List[int]], names: Optional[List[str]] = None
         ax = fig.add_subplot()
         image = ax.imshow(data, cmap="Blues")
         ticks = list(range(len(data)))
-        labels = names if names and len(names) == len(data) else [str(t) for t in ticks]
+        labels = [short(n, 24) for n in names] if names and len(names) == len(data) else [str(t) for t in ticks]
         ax.set_xticks(ticks, labels, rotation=90)
         ax.set_yticks(ticks, labels)
         ax.set_xlabel("predicted")
@@ -274,5 +285,6 @@ __all__ = [
     "confusion_heatmap",
     "latency_spread",
     "require_matplotlib",
+    "short",
     "to_data_uri",
 ]

@@ -120,6 +120,8 @@ table.grid td{white-space:nowrap}
 table.kv th{background:#f5f5f5;font-weight:600;white-space:nowrap}table.kv td{overflow-wrap:anywhere}
 .r,table.num td{text-align:right}
 .reason{white-space:normal;min-width:220px;max-width:520px;overflow-wrap:anywhere}
+.wrap{white-space:normal;overflow-wrap:anywhere}
+table.boards td:first-child{min-width:11em}
 .sub{display:block;color:#616161;font-size:12px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
 .v-pass{background:#2e7d32}.v-fail{background:#c62828}.v-unreachable{background:#6a1b9a}

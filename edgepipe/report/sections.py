@@ -96,10 +96,11 @@ def fleet_sections(report: Dict[str, Any]) -> List[Html]:
                     tag("b", name),
                     tag("span", board.get("target"), class_="sub"),
                     tag("span", _board_software(dict_(board.get("remote"))), class_="sub"),
-                ]
+                ],
+                "wrap",  # targets are absolute paths or long host names: they wrap, the table fits
             ),
             badge(verdict),
-            lines(m for m, _, _ in models),
+            lines((m for m, _, _ in models), "wrap"),
             lines(s.get("backend") for _, s, _ in models),
             lines((ms(s.get("p50_ms")) for _, s, _ in models), "r"),
             lines((_vs_baseline_ms(b) for _, _, b in models), "r"),
