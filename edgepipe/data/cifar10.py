@@ -18,6 +18,7 @@ from .checksums import read_bytes, verify_file
 from .dataset import Dataset
 from .images import decode_all, load_class_folders
 from .registry import cache_dir, find_data_dir, registry_entry
+from .sampling import balanced_indices, describe_sample
 
 
 def _cifar_members(tar: tarfile.TarFile, class_names: List[str], path: Path) -> List[Tuple[int, tarfile.TarInfo]]:
@@ -34,20 +35,24 @@ def _cifar_members(tar: tarfile.TarFile, class_names: List[str], path: Path) -> 
 
 
 def _decode_cifar_tar(
-    data: bytes, path: Path, class_names: List[str], limit: Optional[int]
-) -> Tuple[np.ndarray, np.ndarray]:
+    data: bytes, path: Path, class_names: List[str], limit: Optional[int], seed: int = 0
+) -> Tuple[np.ndarray, np.ndarray, Optional[str]]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             members = _cifar_members(tar, class_names, path)
-            if limit is not None:
-                members = members[:limit]
+            sampling = None
+            if limit is not None and limit < len(members):  # a seeded class-balanced sample, before decoding
+                every = np.array([c for c, _ in members])
+                index = balanced_indices(every, limit, seed)
+                members = [members[i] for i in index]
+                sampling = describe_sample(every[index], every, seed)
             labels = np.array([c for c, _ in members], dtype=np.int64)
             items = [(tar.extractfile(m).read(), "%s:%s" % (path, m.name)) for _, m in members]
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DatasetError("%s is not a readable tar file (%s)" % (path, exc), hint="Fetch it again") from None
     if not items:
         raise DatasetError("%s holds no test/<class>/*.jpg images" % path)
-    return decode_all(items, "decoding CIFAR-10 JPEGs", None, False, str(path)), labels
+    return decode_all(items, "decoding CIFAR-10 JPEGs", None, False, str(path)), labels, sampling
 
 
 def _read_npz(path: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -74,19 +79,21 @@ def _load_cifar_tar(
     class_names: List[str],
     limit: Optional[int],
     image_size: Optional[Tuple[int, int]],
-) -> Tuple[np.ndarray, np.ndarray]:
+    seed: int,
+) -> Tuple[np.ndarray, np.ndarray, Optional[str]]:
     data = read_bytes(path)
     verify_file(path, spec, data)
     if limit is not None and limit < spec["count"]:
-        images, labels = _decode_cifar_tar(data, path, class_names, limit)
+        images, labels, sampling = _decode_cifar_tar(data, path, class_names, limit, seed)
     else:
         # Decoding 10,000 JPEGs takes seconds; the decoded array is cached, keyed by the tar's content.
         cached = cache_dir() / "decoded" / ("cifar10-test-%s.npz" % hashlib.sha256(data).hexdigest()[:16])
         hit = _read_npz(cached)
+        sampling = None
         if hit is not None and len(hit[0]) == spec["count"]:
             images, labels = hit
         else:
-            images, labels = _decode_cifar_tar(data, path, class_names, None)
+            images, labels, _ = _decode_cifar_tar(data, path, class_names, None)
             _write_npz(cached, images, labels)
     if image_size is not None:
         images = decode_all(
@@ -96,12 +103,13 @@ def _load_cifar_tar(
             False,
             str(path),
         )
-    return images, labels
+    return images, labels, sampling
 
 
 def load_cifar10(
-    split: str, data_dir: Optional[Path], limit: Optional[int], image_size: Optional[Tuple[int, int]]
+    split: str, data_dir: Optional[Path], limit: Optional[int], image_size: Optional[Tuple[int, int]], seed: int = 0
 ) -> Dataset:
+    """The CIFAR-10 test set; `limit` keeps a seeded class-balanced sample (`Dataset.sampling` says so)."""
     entry = registry_entry("cifar10")
     class_names = list(entry["class_names"])
     if split == "train":
@@ -117,11 +125,11 @@ def load_cifar10(
     spec = entry["files"][0]
     tar_path = root / "cifar10" / spec["name"]
     if tar_path.is_file():
-        images, labels = _load_cifar_tar(tar_path, spec, class_names, limit, image_size)
-        return Dataset("cifar10", split, images, labels, class_names, str(tar_path), False, True)
+        images, labels, sampling = _load_cifar_tar(tar_path, spec, class_names, limit, image_size, seed)
+        return Dataset("cifar10", split, images, labels, class_names, str(tar_path), False, True, sampling)
     folder = root / "cifar10" / "test"
     if folder.is_dir():
-        ds = load_class_folders(folder, limit, image_size, crop=False)
+        ds = load_class_folders(folder, limit, image_size, crop=False, seed=seed)
         if ds.class_names != class_names:
             raise DatasetError("%s has class folders %s, expected %s" % (folder, ds.class_names, class_names))
         return replace(ds, name="cifar10", split=split)

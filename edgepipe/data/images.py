@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import DatasetError, InputNotFoundError
 from .dataset import Dataset
 from .progress import progress
+from .sampling import balanced_indices, describe_sample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET_CROP_FRACTION = 0.875  # resize the shorter side to size/0.875, then centre-crop (ImageNet eval)
@@ -80,7 +81,7 @@ def _image_files(folder: Path) -> List[Path]:
 
 
 def load_class_folders(
-    folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]], crop: bool = True
+    folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]], crop: bool = True, seed: int = 0
 ) -> Dataset:
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     files: List[Tuple[Path, int]] = [(f, i) for i, d in enumerate(class_dirs) for f in _image_files(d)]
@@ -90,14 +91,23 @@ def load_class_folders(
             hint="Use one sub-folder per class holding %s files, or a folder with labels.csv"
             % "/".join(IMAGE_SUFFIXES[:3]),
         )
-    if limit is not None:
-        files = files[:limit]
+    files, sampling = _sample(files, limit, seed)
     images = decode_all([(f, str(f)) for f, _ in files], "decoding images", image_size, crop, str(folder))
     labels = np.array([c for _, c in files], dtype=np.int64)
-    return Dataset("images:%s" % folder, "all", images, labels, [d.name for d in class_dirs], str(folder), False, False)
+    names = [d.name for d in class_dirs]
+    return Dataset("images:%s" % folder, "all", images, labels, names, str(folder), False, False, sampling)
 
 
-def _load_labels_csv(folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]]) -> Dataset:
+def _sample(items: List[Tuple[Any, int]], limit: Optional[int], seed: int) -> Tuple[List[Any], Optional[str]]:
+    """(item, class) pairs cut to a seeded class-balanced `limit`, and how, in words (None: all kept)."""
+    if limit is None or limit >= len(items):
+        return items, None
+    labels = np.array([c for _, c in items], dtype=np.int64)
+    index = balanced_indices(labels, limit, seed)
+    return [items[i] for i in index], describe_sample(labels[index], labels, seed)
+
+
+def _load_labels_csv(folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]], seed: int) -> Dataset:
     csv_path = folder / "labels.csv"
     try:
         with csv_path.open(newline="", encoding="utf-8") as fh:
@@ -111,8 +121,7 @@ def _load_labels_csv(folder: Path, limit: Optional[int], image_size: Optional[Tu
         raise DatasetError("cannot read %s: %s" % (csv_path, exc)) from None
     if not rows:
         raise DatasetError("%s lists no images" % csv_path)
-    if limit is not None:
-        rows = rows[:limit]
+    rows, sampling = _sample(rows, limit, seed)
     paths = []
     for name, _ in rows:
         candidates = [folder / name, folder / "images" / name]
@@ -122,9 +131,8 @@ def _load_labels_csv(folder: Path, limit: Optional[int], image_size: Optional[Tu
         paths.append(found)
     images = decode_all([(p, str(p)) for p in paths], "decoding images", image_size, True, str(folder))
     labels = np.array([c for _, c in rows], dtype=np.int64)
-    return Dataset(
-        "images:%s" % folder, "all", images, labels, _class_names_for(folder, labels), str(folder), False, False
-    )
+    names = _class_names_for(folder, labels)
+    return Dataset("images:%s" % folder, "all", images, labels, names, str(folder), False, False, sampling)
 
 
 def _class_names_for(folder: Path, labels: np.ndarray) -> List[str]:
@@ -140,9 +148,9 @@ def _class_names_for(folder: Path, labels: np.ndarray) -> List[str]:
     return [str(i) for i in range(int(labels.max()) + 1)]
 
 
-def load_images(folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]]) -> Dataset:
+def load_images(folder: Path, limit: Optional[int], image_size: Optional[Tuple[int, int]], seed: int = 0) -> Dataset:
     if not folder.is_dir():
         raise InputNotFoundError("image folder not found: %s" % folder, hint="images:DIR needs an existing folder")
     if (folder / "labels.csv").is_file():
-        return _load_labels_csv(folder, limit, image_size)
-    return load_class_folders(folder, limit, image_size)
+        return _load_labels_csv(folder, limit, image_size, seed)
+    return load_class_folders(folder, limit, image_size, seed=seed)
