@@ -425,6 +425,31 @@ def test_rgb_nchw_int8_agrees_with_onnxruntime(rgb_nchw: Dict[str, Any]) -> None
     assert np.mean(int8_top1 == runtime_top1) >= 0.9
 
 
+def test_eval_takes_npy_data_in_the_onnx_layout(rgb_nchw: Dict[str, Any], work: Path) -> None:
+    """`edgepipe eval` on the converted model with npy data in the ONNX layout (N, 3, 16, 16): transposed
+    as OUT.json records, said so; the same data channels-last scores the same, untouched."""
+    samples = np.load(rgb_nchw["calib"])
+    labels = work / "rgb16_labels.npy"
+    np.save(labels, onnxruntime_top1(rgb_nchw["path"], samples))
+    nhwc = work / "rgb16_eval_nhwc.npy"
+    np.save(nhwc, samples.transpose(0, 2, 3, 1))
+    scores = {}
+    for name, data in (("nchw", rgb_nchw["calib"]), ("nhwc", nhwc)):
+        result = run_cli(["eval", rgb_nchw["out"], "--dataset", "npy:%s" % data, "--labels", labels, "--json"])
+        assert result.exit_code == 0, result.stderr
+        scores[name] = json.loads(result.stdout)
+    layout = scores["nchw"]["dataset"]["layout"]
+    assert "(3, 16, 16)" in layout and "NCHW → NHWC" in layout and any(layout in n for n in scores["nchw"]["notes"])
+    assert "layout" not in scores["nhwc"]["dataset"]
+    assert scores["nchw"]["correct_top1"] == scores["nhwc"]["correct_top1"] and scores["nchw"]["top1"] >= 0.9
+    # What drives it is the recorded layout: the model alone, without its OUT.json, refuses NCHW data.
+    alone = work / "alone" / rgb_nchw["out"].name
+    alone.parent.mkdir(exist_ok=True)
+    alone.write_bytes(rgb_nchw["out"].read_bytes())
+    result = run_cli(["eval", alone, "--dataset", "npy:%s" % rgb_nchw["calib"], "--labels", labels])
+    assert result.exit_code == 6 and "3x16x16 but the model wants 16x16x3" in flat(result.stderr), result.stderr
+
+
 @pytest.mark.slow
 def test_onnx2tf_alone_reaches_for_the_network(rgb_nchw: Dict[str, Any], offline_child: Dict[str, Path]) -> None:
     """The trap is real: onnx2tf by itself, on the same model, asks for its sample file from the network
