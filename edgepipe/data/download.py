@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..errors import DatasetError, OutputWriteError
+from ..errors import DatasetError, DatasetUnreachableError, OutputWriteError
 from ..runtime.report import write_bytes_atomic
 from .checksums import check_bytes, verify_file
 from .progress import progress
 from .registry import cache_dir, registry_entry
+
+# Replaces every registry mirror with <base>/<file> (as --base-url does): a local mirror, or a test's
+# server on 127.0.0.1. The files are checked against the registry's checksums all the same.
+BASE_URL_ENV = "EDGEPIPE_DATA_BASE_URL"
 
 
 def _fetch(url: str, what: str, timeout: float = 60.0) -> bytes:
@@ -63,11 +67,14 @@ def fetch_dataset(name: str, dest_dir: Optional[Path] = None, *, base_url: Optio
     """Fetch a registry dataset into `<dest>/<name>/`, verify every file, write each atomically.
 
     `dest_dir` defaults to $EDGEPIPE_DATA, else the download cache. Mirrors are tried in order;
-    `base_url` replaces them (`<base_url>/<file>`). A file that fails verification is never written,
-    and a folder this call created is removed again if nothing landed in it.
+    `base_url` (else $EDGEPIPE_DATA_BASE_URL) replaces them (`<base_url>/<file>`). A file that fails
+    verification is never written, and a folder this call created is removed again if nothing landed
+    in it. When no mirror could be reached for a file (and none served a corrupt one) the error is a
+    `DatasetUnreachableError`.
     """
     started = time.monotonic()
-    entry = registry_entry(name)
+    base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+    entry = registry_entry(name, purpose="download")
     files = [f for f in entry.get("files", []) if f.get("urls") or base_url]
     if not files:
         raise DatasetError(
@@ -107,6 +114,7 @@ def _download_files(files: List[Dict[str, Any]], folder: Path, base_url: Optiona
                 pass  # a bad copy is replaced below (atomically, only by a verified one)
         urls = [base_url.rstrip("/") + "/" + spec["name"]] if base_url else [u["url"] for u in spec["urls"]]
         failures = []
+        corrupt = False
         for url in urls:
             try:
                 data = _fetch(url, spec["name"])
@@ -119,12 +127,14 @@ def _download_files(files: List[Dict[str, Any]], folder: Path, base_url: Optiona
                 continue
             except DatasetError as exc:
                 failures.append("%s: %s" % (url, exc))
+                corrupt = True
                 continue
             write_bytes_atomic(str(target), data)
             done.append(DownloadedFile(spec["name"], str(target), "downloaded", url, len(data), method, failures))
             break
         else:
-            raise DatasetError(
+            error = DatasetError if corrupt else DatasetUnreachableError
+            raise error(
                 "could not download %s: %s" % (spec["name"], "; ".join(failures)),
                 hint="Check the network, or copy the file into %s by hand" % folder,
             )

@@ -6,6 +6,7 @@ The data directory is the `data_dir` argument, else `$EDGEPIPE_DATA`, else the d
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -33,13 +34,19 @@ def registry() -> Dict[str, Any]:
     return _registry_cache
 
 
-def registry_entry(name: str) -> Dict[str, Any]:
+def registry_entry(name: str, purpose: str = "load") -> Dict[str, Any]:
+    """A registry dataset; an unknown name says which exist (for a download, only the registry's own:
+    `images:DIR` and `npy:FILE` are local data, never downloaded)."""
     reg = registry()
     if name not in reg:
-        raise DatasetError(
-            "unknown dataset %r" % name,
-            hint="Use one of: %s, images:DIR or npy:FILE.npy" % ", ".join(sorted(reg)),
-        )
+        close = difflib.get_close_matches(name, sorted(reg), n=1)
+        known = ", ".join(sorted(reg))
+        hint = "Did you mean %s? " % close[0] if close else ""
+        if purpose == "download":
+            hint += "Downloadable datasets: %s" % known
+        else:
+            hint += "Use one of: %s, images:DIR or npy:FILE.npy" % known
+        raise DatasetError("unknown dataset %r" % name, hint=hint)
     return reg[name]
 
 

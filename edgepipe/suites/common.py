@@ -7,6 +7,7 @@ progress on stderr. A suite's report is JSON first: `{"suite": ..., "results": [
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,10 @@ class SuiteReport(ResultHeader):
     duration_s: float
     warnings: List[str] = field(default_factory=list)
     report_path: Optional[str] = None
+    # Published figures beside the measured ones, one block per model (see `reference_block`).
+    references: List[Dict[str, Any]] = field(default_factory=list)
+    # Variants (models) that failed: {"model", "error", "exit_code"}; the others' results are kept.
+    failures: List[Dict[str, Any]] = field(default_factory=list)
 
 
 # (variant name, model file, whether it always runs on the CPU): float and uncompiled int8 variants do
@@ -163,6 +168,8 @@ def finish_report(
     steps: Dict[str, Any],
     comparisons: Dict[str, Any],
     warnings: List[str],
+    references: Optional[List[Dict[str, Any]]] = None,
+    failures: Optional[List[Dict[str, Any]]] = None,
 ) -> SuiteReport:
     """Assemble the suite's report and write it as `out_dir/results.json` (atomically)."""
     from ..runtime.report import write_json_atomic
@@ -179,9 +186,76 @@ def finish_report(
         duration_s=round(time.monotonic() - started, 1),
         warnings=warnings,
         report_path=str(out_dir / "results.json"),
+        references=references or [],
+        failures=failures or [],
     )
     write_json_atomic(report.report_path, report)
     return report
+
+
+def int8_figures(float_row: VariantResult, int8_row: VariantResult) -> Dict[str, Optional[float]]:
+    """The measured figures a reference is compared on: top-1 of each, the gap, size ratio, speed-up."""
+    float_p50 = (float_row.latency_ms or {}).get("p50")
+    int8_p50 = (int8_row.latency_ms or {}).get("p50")
+    gap = None
+    if float_row.top1 is not None and int8_row.top1 is not None:
+        gap = round((int8_row.top1 - float_row.top1) * 100, 3)
+    return {
+        "float_top1": float_row.top1,
+        "int8_top1": int8_row.top1,
+        "int8_minus_float_top1_pp": gap,
+        "int8_size_ratio": round(int8_row.size_bytes / float_row.size_bytes, 4) if float_row.size_bytes else None,
+        "int8_speedup": round(float_p50 / int8_p50, 3) if float_p50 and int8_p50 else None,
+    }
+
+
+# (key, figure in words, unit): the rows of every reference block, in this order.
+REFERENCE_FIGURES = (
+    ("float_top1", "float top-1", "%"),
+    ("int8_top1", "int8 top-1", "%"),
+    ("int8_minus_float_top1_pp", "int8 − float top-1", "pp"),
+    ("int8_size_ratio", "int8 size ÷ float size", "x"),
+    ("int8_speedup", "int8 speed-up over float (p50)", "x"),
+)
+
+
+def reference_block(
+    model: str, reference: str, measured: Dict[str, Optional[float]], published: Dict[str, Any], notes: List[str]
+) -> Dict[str, Any]:
+    """One model's measured figures beside a published reference. `published` maps a figure's key to
+    its value, or to a string when the reference gives it only in words; a missing key is "not published"."""
+    rows = []
+    for key, figure, unit in REFERENCE_FIGURES:
+        rows.append(
+            {"key": key, "figure": figure, "unit": unit, "measured": measured.get(key), "reference": published.get(key)}
+        )
+    return {"model": model, "reference": reference, "rows": rows, "notes": notes}
+
+
+def failure_entry(model: str, exc: EdgepipeError) -> Dict[str, Any]:
+    return {"model": model, "error": exc.one_line(), "exit_code": exc.exit_code}
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to file descriptor 1 (Python prints, C libraries, Keras's "Downloading
+    data from …") to stderr while the suite works, so `--json` leaves only the report on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _stats(stats: Any) -> Dict[str, Any]:
@@ -250,14 +324,19 @@ def environment_without_session() -> Dict[str, Any]:
 
 
 __all__ = [
+    "REFERENCE_FIGURES",
     "SuiteReport",
     "Variant",
     "VariantResult",
     "compile_if_possible",
     "environment_without_session",
+    "failure_entry",
     "finish_report",
+    "int8_figures",
     "measure_variant",
     "measure_variants",
+    "reference_block",
     "step_callback",
+    "stdout_to_stderr",
     "suite_progress",
 ]
