@@ -30,6 +30,9 @@ SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
 # REPLAY of recorded real edgetpu_compiler output (the real compiler cannot run here).
 REPLAY = Path(__file__).resolve().parent / "replay" / "edgetpu_compiler"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Tests never download: `suite mnist` and `eval --dataset mnist` would fetch the official MNIST files.
+# A test of that path removes this and points EDGEPIPE_DATA_BASE_URL at a server on 127.0.0.1.
+os.environ["EDGEPIPE_OFFLINE"] = "1"
 
 
 def shared_path(*parts: str) -> Path:

@@ -307,7 +307,7 @@ def test_resnet_suite_cli_downloads_nothing_by_default_and_json_is_pure(tmp_path
     assert {r["variant"] for r in report["results"]} >= {"resnet8-float", "resnet8-edgetpu-int8"}
     assert report["steps"]["resnet50"]["status"] == "skipped" and report["failures"] == []
     assert any(w.startswith("resnet50 skipped") and "--weights imagenet" in w for w in report["warnings"])
-    assert "Downloading" not in proc.stderr and not (tmp_path / "keras").exists()
+    assert "Downloading" not in proc.stderr and not (tmp_path / "keras" / "models").exists()
     assert [b["model"] for b in report["references"]] == ["ResNet-8"]
 
 

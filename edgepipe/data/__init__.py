@@ -18,8 +18,9 @@ The data directory is the `data_dir` argument, else `$EDGEPIPE_DATA`, else the d
 `Dataset.sampling` says how it was drawn; `select_samples` is a seeded random subset.
 
 One file per part: `registry` (the registry, data and cache directories), `checksums`, one loader
-per format (`mnist`, `cifar10`, `images`, and `load` for npy and the spec dispatch), `download`
-and `listing`.
+per format (`mnist`, `cifar10`, `images`, and `load` for npy and the spec dispatch), `sampling` (what
+a limit keeps), `download`, `official` (the official MNIST files found, else fetched into the cache,
+for the suite and eval) and `listing`.
 """
 
 from .dataset import Dataset
