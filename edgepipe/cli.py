@@ -506,8 +506,12 @@ def suite_resnet_command(
     device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed inferences per variant."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed inferences before timing."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (seeded sample for CIFAR)."),
-    calib_samples: int = typer.Option(200, "--calib-samples", min=1, help="Calibration images."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N images."
+    ),
+    calib_samples: int = typer.Option(
+        200, "--calib-samples", min=1, help="Calibration images (ResNet-8: taken from CIFAR-10, not evaluated)."
+    ),
     compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to use (default: PATH)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

@@ -202,8 +202,10 @@ def run_resnet_suite(
                 else:
                     _resnet50(run, weights, images, data_dir, limit, calib_samples)
             except EdgepipeError as exc:  # one model's failure never loses the others' results
-                failures.append(failure_entry(model, exc))
-                run.warnings.append("%s failed: %s" % (model, exc.one_line()))
+                failures.append(failure_entry(model, exc))  # printed, and the exit code, by the command
+            except Exception as exc:  # a library's own exception, or a bug: still keep the others (exit 1)
+                detail = " ".join(str(exc).split())[:300]
+                failures.append({"model": model, "error": "%s: %s" % (type(exc).__name__, detail), "exit_code": 1})
                 run.steps.setdefault(model, {})["status"] = "failed"
 
     return finish_report(
