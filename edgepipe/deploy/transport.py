@@ -105,7 +105,11 @@ class TargetLifetime:
         if checked[0] != 0:
             return Delivery(checked)
         remote = this.put(bundle)
-        return Delivery(checked, remote, this.run(verify, cwd=remote, timeout=timeout))
+        try:
+            return Delivery(checked, remote, this.run(verify, cwd=remote, timeout=timeout))
+        except BaseException:  # the caller never learns `remote`: remove it here
+            this.remove(remote)
+            raise
 
     def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         """`run`, then `remove(cwd)` when it exited 0: a deploy's last command (after a failure the caller
@@ -193,6 +197,8 @@ class LocalTarget(TargetLifetime):
 
 
 _SSH_URL = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^@/:\s]+)(?::(?P<port>\d+))?/?$")
+
+
 def _control_root() -> str:
     """A short parent for the socket folder: a unix socket path must fit in ~104 bytes (ssh adds ~17)."""
     tmp = tempfile.gettempdir()
@@ -409,10 +415,21 @@ class SshTarget(TargetLifetime):
             return '"$HOME"/' + shlex.quote(base[2:])
         return shlex.quote(base)
 
-    def _put_command(self) -> str:
-        """Make a fresh folder under the base, unpack the tar on stdin there; print its absolute path."""
-        return ('d=%s/%s && mkdir -p "$d" && tar -x -C "$d" -f - && cd "$d" && pwd'
-                % (self._base_expr(), _bundle_dir_name()))  # fmt: skip
+    def _put_command(self, folder: str) -> str:
+        """Make the fresh folder `folder` (a shell expression), unpack the tar on stdin there; print its path."""
+        return 'd=%s && mkdir -p "$d" && tar -x -C "$d" -f - && cd "$d" && pwd' % folder
+
+    def _upload(self, command: str, folder: str, bundle: Path, timeout: float) -> RunResult:
+        """`command` with the bundle's tar on its stdin; stopped midway (timeout, signal, broken link), the
+        folder it was making is removed: the caller never learnt its name."""
+        try:
+            return self._ssh(command, "uploading the bundle", self._tar_writer(bundle), timeout=timeout)
+        except BaseException:
+            self._remove_folder(folder)
+            raise
+
+    def _new_folder(self) -> str:
+        return "%s/%s" % (self._base_expr(), _bundle_dir_name())
 
     @staticmethod
     def _tar_writer(bundle: Path) -> Any:
@@ -430,8 +447,8 @@ class SshTarget(TargetLifetime):
         )
 
     def put(self, bundle: Path) -> str:
-        rc, stdout, stderr = self._ssh(self._put_command(), "uploading the bundle", self._tar_writer(bundle),
-                                       timeout=DEFAULT_TIMEOUT_S)  # fmt: skip
+        folder = self._new_folder()
+        rc, stdout, stderr = self._upload(self._put_command(folder), folder, bundle, DEFAULT_TIMEOUT_S)
         remote = stdout.strip().splitlines()[-1] if stdout.strip() else ""
         if rc != 0 or not remote.startswith("/"):
             if remote.startswith("/"):
@@ -449,8 +466,9 @@ class SshTarget(TargetLifetime):
         """
         quoted = " ".join(shlex.quote(a) for a in check)
         verify_cmd = " ".join(shlex.quote(a) for a in verify)
-        command = "%s || exit $?\n{ %s; } || exit 97\n%s" % (quoted, self._put_command(), verify_cmd)
-        rc, stdout, stderr = self._ssh(command, "uploading the bundle", self._tar_writer(bundle), timeout=timeout)
+        folder = self._new_folder()
+        command = "%s || exit $?\n{ %s; } || exit 97\n%s" % (quoted, self._put_command(folder), verify_cmd)
+        rc, stdout, stderr = self._upload(command, folder, bundle, timeout)
         lines = stdout.splitlines()
         check_out = lines[0] + "\n" if lines else ""
         remote = lines[1].strip() if len(lines) > 1 and lines[1].startswith("/") else None
@@ -490,12 +508,14 @@ class SshTarget(TargetLifetime):
         """Stop a run still going in `remote` (its process group), then delete the folder. Best effort."""
         if not self._removable(remote):
             return  # never remove the base itself
-        where = shlex.quote(remote)
-        pid_file = shlex.quote(remote.rstrip("/") + "/" + PID_FILE)
-        command = ("if [ -f %s ]; then kill -TERM -- -$(cat %s) 2>/dev/null; fi; rm -rf %s"
-                   % (pid_file, pid_file, where))  # fmt: skip
+        self._remove_folder(shlex.quote(remote.rstrip("/")))
+
+    def _remove_folder(self, folder: str) -> None:
+        """`remove` for a folder given as a shell expression (quoted already)."""
+        command = ('d=%s; if [ -f "$d/%s" ]; then kill -TERM -- -$(cat "$d/%s") 2>/dev/null; fi; rm -rf "$d"'
+                   % (folder, PID_FILE, PID_FILE))  # fmt: skip
         try:
-            self._ssh(command, "removing %s" % remote, timeout=CLEANUP_TIMEOUT_S)
+            self._ssh(command, "removing %s" % folder, timeout=CLEANUP_TIMEOUT_S)
         except DeployError:
             pass  # best effort: the original error matters more
 
