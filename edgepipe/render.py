@@ -550,6 +550,10 @@ def render_suite(report: Any) -> None:
     training = _training_line(report)
     if training:
         out.print(lit(training))
+    for model, data in sorted((report.data or {}).items()):  # the ResNet suite: what each model saw
+        if isinstance(data, dict) and data.get("calibration"):
+            name = _MODEL_NAMES.get(model, model)
+            out.print(lit("%s: evaluated on %s; calibrated on %s" % (name, data.get("sampling"), data["calibration"])))
     references = getattr(report, "references", None) or []
     for block in references:
         out.print(_reference_table(block))

@@ -329,3 +329,32 @@ def test_resnet_suite_cli_resnet50_failure_keeps_resnet8_and_stdout_stays_json(t
     assert rows["resnet8-float"]["n"] == 200 and rows["resnet8-float"]["top1"] > 0.6
     assert [f["model"] for f in report["failures"]] == ["resnet50"] and report["failures"][0]["exit_code"] == 4
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot build ResNet-50")
+
+
+def test_suite_table_shows_published_references_beside_measured_and_failures() -> None:
+    """The reference table in words: measured and published side by side, "not published" where the
+    reference gives nothing; a failed model is named; the ResNet data line says calibration was left out."""
+    from dataclasses import replace
+
+    from test_render import _suite_report, printed
+
+    from edgepipe import render
+    from edgepipe.errors import ModelFormatError
+    from edgepipe.suites.common import failure_entry, int8_figures, reference_block
+    from edgepipe.suites.mnist import SEED_FIGURES, SEED_REFERENCE
+
+    report = _suite_report()
+    measured = int8_figures(report.results[0], report.results[1])
+    assert measured == {"float_top1": 0.9, "int8_top1": 0.897, "int8_minus_float_top1_pp": -0.3,
+                        "int8_size_ratio": 0.25, "int8_speedup": pytest.approx(0.5 / 0.3, rel=1e-3)}  # fmt: skip
+    block = reference_block("MNIST seed model", SEED_REFERENCE, measured, SEED_FIGURES, ["NOT COMPARABLE: x"])
+    failure = failure_entry("resnet50", ModelFormatError("cannot build ResNet-50 with weights 'imagenet'"))
+    data = {"resnet8": {"sampling": "all 9800 images not used for calibration", "calibration": "200 left out"}}
+    text = printed(render.render_suite, replace(report, references=[block], failures=[failure], data=data))
+    flat = " ".join(text.replace("│", " ").replace("┃", " ").split())
+    assert "float top-1 90.00 % 97.99 %" in flat and "int8 top-1 89.70 % 97.95 %" in flat
+    assert "int8 − float top-1 -0.30 pp -0.04 pp" in flat
+    assert "int8 size ÷ float size 0.25× not published" in flat
+    assert "int8 speed-up over float (p50) 1.67× not published" in flat
+    assert "note: NOT COMPARABLE: x" in flat and "failed: resnet50: cannot build ResNet-50" in flat
+    assert "ResNet-8: evaluated on all 9800 images not used for calibration; calibrated on 200 left out" in flat
