@@ -23,7 +23,8 @@ from conftest import free_port
 from loopback_sshd import accepted_logins
 
 from edgepipe.deploy import SshTarget, build_bundle, deploy, deploy_bundle, load_bundle, parse_target
-from edgepipe.errors import InputNotFoundError, TargetSpecError, TransportError
+from edgepipe.deploy.bundle import VERIFY_FAILED, VERIFY_SNIPPET
+from edgepipe.errors import DeployError, InputNotFoundError, TargetSpecError, TransportError
 from edgepipe.runtime.options import RunOptions
 
 COMPILED = "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
@@ -320,3 +321,29 @@ def test_one_bundle_built_once_goes_to_many_targets_unchanged(
         assert result.eval is not None and result.eval["n"] == 4 and result.bench is not None
     assert [r.ssh_connections for r in reports] == [None, 1, None]
     assert {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()} == before
+
+
+def test_a_bundle_that_fails_its_sha256_check_is_never_run_over_ssh(
+    sshd: Dict[str, object], compiled: Path, tmp_path: Path
+) -> None:
+    """The first command rides in the upload's round trip: it must run only after the sha256 check passed."""
+    bundle = build_bundle([compiled], tmp_path / "bundle", options=RunOptions(runs=2, warmup=0))
+    victim = bundle.path / "models" / COMPILED
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # after the manifest was written: the target's check must catch it
+    victim.write_bytes(bytes(data))
+    remote = tmp_path / "remote"
+    target = parse_target(str(sshd["url"]), identity=Path(str(sshd["key"])), known_hosts=Path(str(sshd["known_hosts"])),
+                          python=sys.executable, remote_dir=str(remote))  # fmt: skip
+    with target:
+        model = bundle.models[0]
+        argv = [sys.executable if a == "{python}" else a for a in model.commands["bench"]]
+        delivery = target.deliver(bundle.path, [sys.executable, "-c", "print(1)"],
+                                  [sys.executable, "-c", VERIFY_SNIPPET, bundle.sha256], first=argv)  # fmt: skip
+        assert delivery.verify is not None and delivery.verify[0] == VERIFY_FAILED
+        assert "models/%s" % COMPILED in delivery.verify[1] and delivery.first is None  # bench never ran
+        target.remove(str(delivery.remote))
+        with pytest.raises(DeployError) as info:
+            deploy_bundle(bundle, target, out_dir=tmp_path / "out")
+    assert "sha256 mismatch" in info.value.one_line() and "models/%s" % COMPILED in info.value.one_line()
+    assert list(remote.iterdir()) == [] and not (tmp_path / "out").exists()

@@ -23,9 +23,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import DeployError, InputNotFoundError
@@ -33,6 +31,9 @@ from ..runtime.options import RunOptions
 from ..runtime.report import sha256_file, to_jsonable, write_bytes_atomic
 from ..runtime.session import twin_path
 from ..runtime.tflite_reader import read_model
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -83,6 +84,8 @@ def _input_size(model_path: Path) -> Tuple[int, int]:
 
 def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size: Tuple[int, int]) -> bytes:
     """The .npz the device-side `eval --data` reads, loaded and resized as `edgepipe eval` does."""
+    import numpy as np  # here, not at the top: a deploy without --eval starts faster without it
+
     from ..data import load_dataset_for_input
 
     ds = load_dataset_for_input(spec, size, data_dir=data_dir, limit=limit)
@@ -100,6 +103,8 @@ def _data_shard(spec: str, limit: Optional[int], data_dir: Optional[Path], size:
 def _npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
     """An .npz as np.savez writes it, but byte-identical for identical arrays (a fixed zip time stamp), so
     a bundle's sha256 names its content. Stored, not compressed: the board's CPU is slower than the link."""
+    import numpy as np
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
@@ -260,7 +265,10 @@ def load_bundle(path: Path) -> Bundle:
 
 
 # Runs on the target with only the standard library of Python 2.7/3.x, from the bundle root: lists the
-# files whose size or sha256 differ from the manifest (missing files count). Prints JSON.
+# files whose size or sha256 differ from the manifest (missing files count). Prints JSON; exits
+# VERIFY_FAILED when a file is bad or manifest.json's sha256 is not argv[1] (when given), so a command
+# chained after it runs only on a verified bundle.
+VERIFY_FAILED = 3
 VERIFY_SNIPPET = (
     "import hashlib, json, os, sys\n"
     "raw = open('manifest.json', 'rb').read()\n"
@@ -277,4 +285,6 @@ VERIFY_SNIPPET = (
     "        bad.append([rel, 'sha256 %s, expected %s' % (h.hexdigest(), want['sha256'])])\n"
     "out = {'checked': len(m['files']), 'bad': bad, 'manifest_sha256': hashlib.sha256(raw).hexdigest()}\n"
     "sys.stdout.write(json.dumps(out) + '\\n')\n"
+    "want = sys.argv[1] if len(sys.argv) > 1 else out['manifest_sha256']\n"
+    "sys.exit(3 if bad or out['manifest_sha256'] != want else 0)\n"  # 3: VERIFY_FAILED
 )

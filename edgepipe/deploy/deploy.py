@@ -34,7 +34,7 @@ from ..errors import DeployError, OutputWriteError, RemoteCommandError, Transpor
 from ..runtime.errors import Terminated
 from ..runtime.options import RunOptions
 from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
-from .bundle import PYTHON_PLACEHOLDER, VERIFY_SNIPPET, Bundle, build_bundle
+from .bundle import PYTHON_PLACEHOLDER, VERIFY_FAILED, VERIFY_SNIPPET, Bundle, build_bundle
 from .transport import DEFAULT_TIMEOUT_S, TOO_OLD, VERSION_SNIPPET, LocalTarget, SshTarget, Target, last_error_line
 
 MIN_PYTHON = (3, 7)
@@ -128,11 +128,11 @@ def check_python(target: Target) -> str:
 
 def _check_verified(target: Target, remote: str, bundle: Bundle, result: Any) -> None:
     rc, stdout, stderr = result
-    if rc != 0:
+    if rc not in (0, VERIFY_FAILED):
         raise _remote_failure("checking the uploaded files' sha256", target, rc, stdout, stderr)
     answer = _parse_json(stdout, "the sha256 check", target)
     bad = answer.get("bad") or []
-    if bad or answer.get("manifest_sha256") != bundle.sha256:
+    if bad or answer.get("manifest_sha256") != bundle.sha256 or rc != 0:
         what = ", ".join("%s (%s)" % (rel, why) for rel, why in bad[:3]) or "manifest.json differs"
         raise DeployError(
             "sha256 mismatch after upload to %s:%s: %s%s"
@@ -350,25 +350,32 @@ def deploy_bundle(
     with _signals_unwind():
         try:
             say("uploading %d files (%d bytes) to %s" % (len(bundle.files), bundle.total_bytes, target.describe()))
+            steps = [(model, name, [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv])
+                     for model in bundle.models for name, argv in model.commands.items()]  # fmt: skip
             with timings.step("upload"):
                 check = [target.interpreter, "-c", VERSION_SNIPPET]
-                delivery = target.deliver(bundle.path, check, [target.interpreter, "-c", VERIFY_SNIPPET],
-                                          timeout=deadline.left(CHECK_TIMEOUT_S))  # fmt: skip
+                verify = [target.interpreter, "-c", VERIFY_SNIPPET, bundle.sha256]
+                # Over SSH the first command rides along (one round trip less); "upload" then includes it.
+                first = steps[0][2] if steps else None
+                delivery = target.deliver(bundle.path, check, verify, first=first,
+                                          first_last=len(steps) == 1 and not keep,
+                                          timeout=deadline.left(CHECK_TIMEOUT_S + DEFAULT_TIMEOUT_S))  # fmt: skip
                 remote = delivery.remote
                 python_version = _python_version(target, *delivery.check)
                 assert remote is not None and delivery.verify is not None  # the check passed
                 _check_verified(target, remote, bundle, delivery.verify)
 
             results: List[ModelResult] = []
-            steps = [(model, name, argv) for model in bundle.models for name, argv in model.commands.items()]
             with timings.step("run"):
                 outputs: Dict[str, Optional[Dict[str, Any]]] = {}
                 for i, (model, name, argv) in enumerate(steps):
                     say("%s %s" % (name, model.name))
-                    argv = [target.interpreter if a == PYTHON_PLACEHOLDER else a for a in argv]
                     last = i == len(steps) - 1 and not keep
-                    run = target.run_last if last else target.run
-                    rc, stdout, stderr = run(argv, cwd=remote, timeout=deadline.left(DEFAULT_TIMEOUT_S))
+                    if i == 0 and delivery.first is not None:
+                        rc, stdout, stderr = delivery.first
+                    else:
+                        run = target.run_last if last else target.run
+                        rc, stdout, stderr = run(argv, cwd=remote, timeout=deadline.left(DEFAULT_TIMEOUT_S))
                     removed = last and rc == 0
                     what = "%s of %s" % (name, model.name)
                     if rc != 0:

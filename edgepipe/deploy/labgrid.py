@@ -205,8 +205,9 @@ class LabgridTarget(TargetLifetime):
     def remove(self, remote: str) -> None:
         self._target().remove(remote)
 
-    def deliver(self, bundle: Any, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
-        return self._target().deliver(bundle, check, verify, timeout=timeout)
+    def deliver(self, bundle: Any, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S,
+                first: Optional[List[str]] = None, first_last: bool = False) -> Any:  # fmt: skip
+        return self._target().deliver(bundle, check, verify, timeout=timeout, first=first, first_last=first_last)
 
     def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         return self._target().run_last(argv, cwd, timeout=timeout)

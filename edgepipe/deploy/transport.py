@@ -49,14 +49,17 @@ VERSION_SNIPPET = (
     "sys.exit(0 if sys.version_info >= (3, 7) else 3)"
 )
 TOO_OLD = 3  # VERSION_SNIPPET's exit code for a Python older than 3.7
+FIRST_MARK = "--- edgepipe: verified; first command follows ---"  # a line in `deliver`'s stdout
 
 
 class Delivery(NamedTuple):
-    """What `deliver` did: the Python check's result, then (when it passed) the folder and the verify's result."""
+    """What `deliver` did: the Python check's result, then (when it passed) the folder and the verify's result,
+    then the `first` command's result when the transport ran it in the same round trip (None: not run)."""
 
     check: RunResult
     remote: Optional[str] = None
     verify: Optional[RunResult] = None
+    first: Optional[RunResult] = None
 
 
 def _bundle_dir_name() -> str:
@@ -97,9 +100,19 @@ class TargetLifetime:
         self.close()
 
     def deliver(
-        self, bundle: Path, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        bundle: Path,
+        check: List[str],
+        verify: List[str],
+        timeout: float = DEFAULT_TIMEOUT_S,
+        first: Optional[List[str]] = None,
+        first_last: bool = False,
     ) -> Delivery:
-        """Run `check` (argv), and only when it exits 0 put `bundle` there and run `verify` in it."""
+        """Run `check` (argv), and only when it exits 0 put `bundle` there and run `verify` in it.
+
+        `first` (with `first_last`: as `run_last`) is the command the caller runs next; a transport where a
+        round trip costs (SSH) runs it in the same one when `verify` exits 0. Here it is left to the caller.
+        """
         this: Any = self
         checked = this.run(check, timeout=timeout)
         if checked[0] != 0:
@@ -416,8 +429,9 @@ class SshTarget(TargetLifetime):
         return shlex.quote(base)
 
     def _put_command(self, folder: str) -> str:
-        """Make the fresh folder `folder` (a shell expression), unpack the tar on stdin there; print its path."""
-        return 'd=%s && mkdir -p "$d" && tar -x -C "$d" -f - && cd "$d" && pwd' % folder
+        """Make the fresh folder `folder` (a shell expression), unpack the tar on stdin there, stay there; print
+        its absolute path (also left in $d)."""
+        return 'd=%s && mkdir -p "$d" && tar -x -C "$d" -f - && cd "$d" && d=$(pwd) && pwd' % folder
 
     def _upload(self, command: str, folder: str, bundle: Path, timeout: float) -> RunResult:
         """`command` with the bundle's tar on its stdin; stopped midway (timeout, signal, broken link), the
@@ -457,17 +471,27 @@ class SshTarget(TargetLifetime):
         return remote
 
     def deliver(
-        self, bundle: Path, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        bundle: Path,
+        check: List[str],
+        verify: List[str],
+        timeout: float = DEFAULT_TIMEOUT_S,
+        first: Optional[List[str]] = None,
+        first_last: bool = False,
     ) -> Delivery:
-        """One remote command: the Python check; only if it passes, mkdir + untar + verify in the new folder.
+        """One remote command: the Python check; only if it passes, mkdir + untar + verify in the new folder;
+        only if verify exits 0, `first` there (one round trip less: ~0.1 s a session even when multiplexed).
 
-        stdout is the check's line, then the folder's absolute path, then verify's output. Exit 97: the upload
-        (mkdir/tar) failed.
+        stdout is the check's line, then the folder's absolute path, then verify's output, then (verify passed)
+        FIRST_MARK and first's output. Exit 97: the upload (mkdir/tar) failed.
         """
         quoted = " ".join(shlex.quote(a) for a in check)
         verify_cmd = " ".join(shlex.quote(a) for a in verify)
         folder = self._new_folder()
         command = "%s || exit $?\n{ %s; } || exit 97\n%s" % (quoted, self._put_command(folder), verify_cmd)
+        if first is not None:
+            then = 'if [ $rc -eq 0 ]; then cd / && rm -rf "$d"; fi;' if first_last else ""
+            command += " || exit $?\necho %s\n%s" % (shlex.quote(FIRST_MARK), self._run_command(first, '"$d"', then))
         rc, stdout, stderr = self._upload(command, folder, bundle, timeout)
         lines = stdout.splitlines()
         check_out = lines[0] + "\n" if lines else ""
@@ -479,26 +503,33 @@ class SshTarget(TargetLifetime):
         if rc == 97:
             self.remove(remote)
             raise self._upload_failed(rc, stderr)
-        return Delivery((0, check_out, ""), remote, (rc, "\n".join(lines[2:]) + "\n", stderr))
+        rest = lines[2:]
+        if FIRST_MARK not in rest:
+            return Delivery((0, check_out, ""), remote, (rc, "\n".join(rest) + "\n", stderr))
+        mark = rest.index(FIRST_MARK)  # verify exited 0; its stderr (normally empty) goes with first's
+        verified = (0, "\n".join(rest[:mark]) + "\n", "")
+        return Delivery((0, check_out, ""), remote, verified, (rc, "\n".join(rest[mark + 1:]) + "\n", stderr))
 
-    def _run_command(self, argv: List[str], cwd: Optional[str], then: str = "") -> str:
-        """`argv` in `cwd` with the bundle on PYTHONPATH; `then` runs after it, `$rc` holding its exit code."""
+    def _run_command(self, argv: List[str], where: Optional[str], then: str = "") -> str:
+        """`argv` in the folder `where` (a quoted shell word) with the bundle on PYTHONPATH; `then` runs after
+        it, `$rc` holding its exit code."""
         command = " ".join(shlex.quote(a) for a in argv)
-        if not cwd:
+        if not where:
             return command
         # The shell's pid is the session's process group (sshd starts each command in a new session):
         # written down so that a cleanup can stop the runner and its children (`remove`).
-        where = shlex.quote(cwd)
         return "cd %s && echo $$ > %s && PYTHONPATH=%s %s; rc=$?; rm -f %s; %s exit $rc" % (
             where, PID_FILE, where, command, PID_FILE, then)
 
     def run(self, argv: List[str], cwd: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         shown = argv[:2] + ["..."] if argv[1:2] == ["-c"] else argv[:4]  # a -c program is too long for one line
-        return self._ssh(self._run_command(argv, cwd), "running %s" % " ".join(shown), timeout=timeout)
+        where = shlex.quote(cwd) if cwd else None
+        return self._ssh(self._run_command(argv, where), "running %s" % " ".join(shown), timeout=timeout)
 
     def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         """One remote command: run, then remove the folder when the run exited 0 (its exit code is kept)."""
-        command = self._run_command(argv, cwd, then="if [ $rc -eq 0 ]; then cd / && rm -rf %s; fi;" % shlex.quote(cwd))
+        where = shlex.quote(cwd)
+        command = self._run_command(argv, where, then="if [ $rc -eq 0 ]; then cd / && rm -rf %s; fi;" % where)
         return self._ssh(command, "running %s" % " ".join(argv[:4]), timeout=timeout)
 
     def _removable(self, remote: str) -> bool:
