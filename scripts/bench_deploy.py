@@ -68,6 +68,15 @@ def main() -> int:
             % (how, statistics.median(walls), min(walls), max(walls), len(walls), TARGET_S,
                statistics.median(walls) / TARGET_S, logins, reported)
         )  # fmt: skip
+        # Where the time goes (medians): the report's own steps; over SSH "upload" holds the connection's
+        # handshake and the first command (one round trip). "outside" is the rest of the wall time: for the
+        # CLI its start-up (imports) and printing.
+        steps = {k: statistics.median(float(r["timings"].get(k, 0.0)) for r in rows if r["how"] == how)
+                 for k in ("bundle", "upload", "run", "total")}  # fmt: skip
+        outside = statistics.median(float(r["wall_s"]) - float(r["timings"].get("total", 0.0))
+                                    for r in rows if r["how"] == how)  # fmt: skip
+        print("    steps: bundle %.3f s, upload %.3f s, run %.3f s, total %.3f s; outside deploy() %.3f s"
+              % (steps["bundle"], steps["upload"], steps["run"], steps["total"], outside))  # fmt: skip
     return 0
 
 
@@ -88,16 +97,19 @@ def run_rounds(server: Dict[str, object], root: Path, args: argparse.Namespace) 
                 target = parse_target(str(server["url"]), python=sys.executable, remote_dir=str(remote), **common)
                 with target:
                     report = deploy([Path(args.model)], target, RunOptions(runs=args.runs))
-                reported = report.ssh_connections if hasattr(report, "ssh_connections") else None
+                reported = report.ssh_connections
+                timings = dict(report.timings_s)
             else:
                 proc = subprocess.run(cli + ["--out", str(root / ("out%d" % i))], capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise SystemExit("deploy failed: %s" % proc.stderr[-2000:])
-                reported = json.loads(proc.stdout).get("ssh_connections")
+                answer = json.loads(proc.stdout)
+                reported, timings = answer.get("ssh_connections"), answer.get("timings_s") or {}
             wall = time.perf_counter() - start
             time.sleep(0.2)  # let sshd write its log line
             if i:
-                rows.append({"how": how, "wall_s": wall, "logins": accepted_logins(log) - before, "reported": reported})
+                rows.append({"how": how, "wall_s": wall, "logins": accepted_logins(log) - before, "reported": reported,
+                             "timings": timings})  # fmt: skip
     return rows
 
 
