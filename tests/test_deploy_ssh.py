@@ -265,6 +265,9 @@ def test_remote_dir_tilde_is_the_remote_home_not_a_folder_named_tilde(
         assert not (home / "~").exists() and not Path("~").exists()
     finally:
         shutil.rmtree(home / name, ignore_errors=True)
+        shutil.rmtree(home / "~" / name, ignore_errors=True)  # what the bug made
+        if (home / "~").is_dir() and not any((home / "~").iterdir()):
+            (home / "~").rmdir()
     with pytest.raises(TargetSpecError):
         parse_target(str(sshd["url"]), remote_dir="~other/x")  # another user's home: refused, not guessed
 

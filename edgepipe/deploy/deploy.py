@@ -35,7 +35,16 @@ from ..runtime.errors import Terminated
 from ..runtime.options import RunOptions
 from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_FAILED, VERIFY_SNIPPET, Bundle, build_bundle
-from .transport import DEFAULT_TIMEOUT_S, TOO_OLD, VERSION_SNIPPET, LocalTarget, SshTarget, Target, last_error_line
+from .transport import (
+    DEFAULT_TIMEOUT_S,
+    TOO_OLD,
+    VERSION_SNIPPET,
+    LocalTarget,
+    SshTarget,
+    Target,
+    last_error_line,
+    shielded,
+)
 
 MIN_PYTHON = (3, 7)
 RUNTIME_PACKAGES = "`pip install tflite-runtime` (or `pip install ai-edge-litert` on Python 3.9+)"
@@ -256,22 +265,6 @@ def _signals_unwind() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@contextmanager
-def _shielded() -> Iterator[None]:
-    """While cleaning up, a second Ctrl-C or SIGTERM waits: the cleanup is bounded (CLEANUP_TIMEOUT_S)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in saved:
-        signal.signal(sig, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
 def _ssh_connections(target: Target) -> Optional[int]:
     transport = getattr(target, "ssh", target)  # a labgrid place's SSH login
     return getattr(transport, "connections", None)
@@ -390,7 +383,7 @@ def deploy_bundle(
                         outputs = {}
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)  # Ctrl-C or SIGTERM: clean up even with --keep
-            with _shielded():
+            with shielded():
                 if remote and not removed and (interrupted or not keep):
                     with timings.step("remove"):
                         target.remove(remote)

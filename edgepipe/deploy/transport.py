@@ -27,9 +27,10 @@ import sys
 import tarfile
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, List, NamedTuple, Optional, Tuple, TypeVar, Union
+from typing import IO, Any, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from ..errors import DeployError, TargetSpecError, TransportError
 from .ssh_names import check_host, check_ssh_files, check_user, ssh_file_arg
@@ -121,7 +122,8 @@ class TargetLifetime:
         try:
             return Delivery(checked, remote, this.run(verify, cwd=remote, timeout=timeout))
         except BaseException:  # the caller never learns `remote`: remove it here
-            this.remove(remote)
+            with shielded():
+                this.remove(remote)
             raise
 
     def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
@@ -132,6 +134,22 @@ class TargetLifetime:
         if result[0] == 0:
             this.remove(cwd)
         return result
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """While cleaning up, a second Ctrl-C or SIGTERM waits: the cleanup is bounded (CLEANUP_TIMEOUT_S)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _stop_group(proc: subprocess.Popen[Any]) -> None:
@@ -173,7 +191,8 @@ class LocalTarget(TargetLifetime):
                 "upload to %s failed: %s" % (self.describe(), exc), hint="Check that the folder is writable"
             ) from None
         except BaseException:  # Ctrl-C, SIGTERM: no half copy stays behind
-            shutil.rmtree(remote, ignore_errors=True)
+            with shielded():
+                shutil.rmtree(remote, ignore_errors=True)
             raise
         return str(remote)
 
@@ -439,7 +458,8 @@ class SshTarget(TargetLifetime):
         try:
             return self._ssh(command, "uploading the bundle", self._tar_writer(bundle), timeout=timeout)
         except BaseException:
-            self._remove_folder(folder)
+            with shielded():
+                self._remove_folder(folder)
             raise
 
     def _new_folder(self) -> str:
