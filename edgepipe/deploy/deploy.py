@@ -5,7 +5,8 @@ sends one bundle to many targets (fleet) builds it once with `build_bundle` (or 
 `load_bundle`) and calls `deploy_bundle` per target. The steps:
 0. local checks, before anything touches the target: --out writable, the bundle's files, the SSH key;
 1. one remote command: the target's Python (>= 3.7), then a fresh folder, the bundle unpacked into it,
-   its files' sha256s checked against the manifest (`Target.deliver`);
+   its files' sha256s checked against the manifest (`Target.deliver`); over SSH the first command of step 2
+   rides in the same remote command, run only once that check passed (one round trip less);
 2. the manifest's commands (bench, and eval when a data shard exists) per model; their JSON is kept as is;
    the last one also removes the folder (`Target.run_last`) unless --keep;
 3. OUT/results.json is written atomically.
