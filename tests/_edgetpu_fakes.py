@@ -2,8 +2,9 @@
 
 - `build_fake_libedgetpu` compiles tests/fakes/fake_libedgetpu.c with `cc` into a real shared library
   that implements libedgetpu's C API (edgetpu_list_devices, edgetpu_free_devices, edgetpu_version),
-  so edgepipe's ctypes code and probe child run for real against it. Tests using it are named
-  `test_standin_*`.
+  so edgepipe's ctypes code and probe child run for real against it; its "delegate" variant is also a
+  TFLite external delegate that claims `edgetpu-custom-op` (outputs meaningless), so a compiled model
+  loads. Tests using it are named `test_standin_*`.
 - `fake_sysfs` writes the files the kernel exposes for a USB device (idVendor, idProduct, speed,
   busnum, devnum) under a temporary root, in the layout of /sys/bus/usb/devices.
 """
@@ -29,6 +30,7 @@ VARIANTS: Dict[str, Dict[str, Optional[str]]] = {
     "mixed": {"FAKE_PCI": "1", "FAKE_USB": "2"},
     "crash": {"FAKE_CRASH": None},  # SIGSEGV in edgetpu_list_devices
     "hang": {"FAKE_HANG": None},  # edgetpu_list_devices never returns
+    "delegate": {"FAKE_USB": "1", "FAKE_DELEGATE": None},  # one USB device, and a delegate that loads
     "old_runtime": {
         "FAKE_VERSION": '"BuildLabel(COMPILER=6.3.0 20170516,DATE=redacted,TIME=redacted), RuntimeVersion(13)"'
     },

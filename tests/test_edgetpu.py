@@ -11,6 +11,7 @@ No libedgetpu and no Coral exist here, so:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,10 @@ from pathlib import Path
 
 import pytest
 from _edgetpu_fakes import FAKE_VERSION, build_fake_libedgetpu, fake_sysfs
+from conftest import replay
+
+from edgepipe.compile import command as compile_command
+from edgepipe.compile import compile_models
 
 from edgepipe.runtime import edgetpu
 from edgepipe.runtime.edgetpu import (
@@ -41,6 +46,7 @@ from edgepipe.runtime.session import open_session, twin_path
 
 REPO = Path(__file__).resolve().parents[1]
 MOBILENET = "mobilenet_v1_0.25_128_quant"
+DETECT_RUNTIME = compile_command._detected_runtime_version  # before conftest's replay_env replaces it
 
 
 @pytest.fixture(scope="session")
@@ -216,10 +222,16 @@ def test_standin_lists_devices_with_device_strings(fakes_dir: Path) -> None:
     assert [d.index for d in probe.devices] == [0, 1, 2]
 
 
-def test_standin_runtime_version_reaches_the_compile_stage(monkeypatch, fakes_dir: Path) -> None:
-    # `edgepipe compile` passes -m from the detected runtime (edgetpu.runtime_version()).
+def test_standin_runtime_version_reaches_the_compile_stage(monkeypatch, fakes_dir, replay_env, coral_data) -> None:
+    """The stand-in says runtime 13; compiling (REPLAY stand-in of the compiler) then passes `-m 13`."""
     use_library(monkeypatch, build_fake_libedgetpu(fakes_dir, "old_runtime"))
     assert edgetpu.runtime_version() == 13
+    monkeypatch.setattr(compile_command, "_detected_runtime_version", DETECT_RUNTIME)  # replay_env turned it off
+    replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", "12_efficientdet_coral_v2_edgetpu_v16.log")
+    report = compile_models([coral_data / ("%s.tflite" % MOBILENET)], replay_env["out"], allow_cpu_ops=3)
+    argv = json.loads(replay_env["argv"].read_text())
+    assert argv[argv.index("-m") + 1] == "13"
+    assert (report.min_runtime, report.min_runtime_source) == (13, "detected Edge TPU runtime")
 
 
 def test_standin_zero_devices_edgetpu_fails_clearly(monkeypatch, tmp_path, fakes_dir, compiled) -> None:
