@@ -24,7 +24,6 @@ from conftest import replay
 
 from edgepipe.compile import command as compile_command
 from edgepipe.compile import compile_models
-
 from edgepipe.runtime import edgetpu
 from edgepipe.runtime.edgetpu import (
     FIX_ATTACH,

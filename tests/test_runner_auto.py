@@ -56,7 +56,7 @@ def test_standin_auto_on_the_device_entry_point_reports_the_edgetpu(delegate_lib
     done = subprocess.run(
         [sys.executable, "-m", "edgepipe.runtime", "bench", str(compiled), "--backend", "auto", "--runs", "3",
          "--warmup", "1", "--output", str(out)],
-        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300,
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
