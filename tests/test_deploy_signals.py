@@ -61,6 +61,14 @@ def wait_for_runner(proc: subprocess.Popen, board: Path, timeout: float = 180) -
     raise AssertionError("no runner started under %s within %.0f s" % (board, timeout))
 
 
+def stop_leftovers(*folders: Path) -> None:
+    for line in mentioning(*(str(f) for f in folders)):
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def assert_nothing_left(board: Path, short_tmp: Path, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 10  # an ssh master exits a moment after it is told to
     while mentioning(str(board), str(short_tmp)) and time.monotonic() < deadline:
@@ -101,7 +109,10 @@ def test_signal_mid_run_cleans_up_everything(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == code, stderr[-2000:]
-    assert "Traceback" not in stderr and stderr.rstrip().splitlines()[-1] in ("terminated (SIGTERM)", "interrupted")
-    assert_nothing_left(board, short_tmp, proc)
-    assert not (tmp_path / "out").exists()
+    try:
+        assert proc.returncode == code, stderr[-2000:]
+        assert "Traceback" not in stderr and stderr.rstrip().splitlines()[-1] in ("terminated (SIGTERM)", "interrupted")
+        assert_nothing_left(board, short_tmp, proc)
+        assert not (tmp_path / "out").exists()
+    finally:
+        stop_leftovers(board, short_tmp)  # a regression must not leave runners benchmarking for hours
