@@ -2,13 +2,20 @@
 
 Real data and artifacts are in `../shared/` beside the repository (never copied into it). Locally a
 missing file skips the tests that need it, with the reason; in CI (`CI=true`) it is an error.
+
+Every test that can go without something (data, a package, a tool) says so through `missing()` or
+`need_module()` here, so CI (which installs the extras convert, onnx, data, dev, report and labgrid,
+tflite_runtime, chromium, openssh, gcc and, when python3.7 exists, its venv) fails instead of skipping.
+Only what CI does not provide may skip there: an Edge TPU, PyTorch, python3.7 on a machine without it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from types import ModuleType
+from typing import Dict, Iterator, NoReturn, Optional
 
 import pytest
 
@@ -35,14 +42,27 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 os.environ["EDGEPIPE_OFFLINE"] = "1"
 
 
+def missing(message: str, ci_provides: bool = True, module_level: bool = False) -> NoReturn:
+    """Something a test needs is absent: a skip locally; a failure in CI unless CI does not provide it
+    (`ci_provides=False`: PyTorch, an Edge TPU, python3.7 where the machine has none)."""
+    if IN_CI and ci_provides:
+        pytest.fail(message + " (CI provides it, so this is an error there)", pytrace=False)
+    pytest.skip(message, allow_module_level=module_level)
+
+
+def need_module(name: str, install: str, ci_provides: bool = True) -> ModuleType:
+    """`import name`, or `missing()` naming what to install (e.g. "pip install 'edgepipe[convert]'")."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing("%s cannot be imported (%s): %s" % (name, install, exc), ci_provides)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; skips (locally) or fails (CI) when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        message = "shared data missing: %s (expected ../shared beside the repository)" % path
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("shared data missing: %s (expected ../shared beside the repository)" % path)
     return path
 
 
@@ -103,9 +123,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, object]
         with loopback_sshd(tmp_path_factory.mktemp("sshd")) as server:
             yield server
     except SshdUnavailable as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing(str(exc))
 
 
 # --- the MNIST suite's int8 model (device_tests' `mnist` lane model; built once, cached in /tmp) ---------
@@ -122,6 +140,4 @@ def mnist_int8() -> Path:
     try:
         return hil.build_mnist_model()
     except hil.SuiteError as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing(str(exc))

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import pytest
-from conftest import REPLAY, SHARED, replay, shared_path
+from conftest import REPLAY, SHARED, missing, replay, shared_path
 from typer.testing import CliRunner
 
 from edgepipe import compile as stage
@@ -863,10 +863,15 @@ def process_alive(pid: int) -> bool:
     return "State:\tZ" not in state
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see the killed processes")
+def _need_proc() -> None:
+    if not Path("/proc").is_dir() or not hasattr(signal, "setitimer"):
+        missing("needs /proc to see the killed processes, and SIGALRM (a Linux machine, as CI, has both)")
+
+
 def test_replay_timeout_kills_the_compiler_and_its_child(
     replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path, tmp_path: Path
 ) -> None:
+    _need_proc()
     # time for the replay to start its child, even on a busy machine
     monkeypatch.setattr(process, "WATCHDOG_MARGIN_S", 4)
     replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", SLEEP="120", PIDS=str(tmp_path / "pids.json"))
@@ -1291,11 +1296,11 @@ def test_replay_report_lists_preflight_disagreements(
     assert by_op["LEAKY_RELU"]["model"] == "mobilenet_v1_0.25_128_quant.tflite"
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir() or not hasattr(signal, "setitimer"), reason="needs /proc and SIGALRM")
 def test_replay_interrupt_kills_the_compiler_and_its_child(
     replay_env: dict, monkeypatch: pytest.MonkeyPatch, mobilenet: Path, tmp_path: Path
 ) -> None:
     """Ctrl-C while compiling: the compiler runs in its own session, so edgepipe must end it."""
+    _need_proc()
     replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", SLEEP="120", PIDS=str(tmp_path / "pids.json"))
 
     def interrupt(signum: int, frame: object) -> None:

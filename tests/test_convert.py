@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pytest
-from conftest import IN_CI, shared_path
+from conftest import missing, shared_path
 from typer.testing import CliRunner
 
 from edgepipe.cli import app
@@ -50,9 +50,7 @@ except ImportError:  # host extra edgepipe[convert] not installed
     HAVE_TF = False
 
 if not HAVE_TF:
-    if IN_CI:
-        raise RuntimeError("TensorFlow is required in CI for tests/test_convert.py")
-    pytest.skip("TensorFlow not installed (pip install 'edgepipe[convert]')", allow_module_level=True)
+    missing("TensorFlow not installed (pip install 'edgepipe[convert]')", module_level=True)
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
@@ -573,7 +571,7 @@ def test_unwritable_output_exit_5_before_converting(seed_model: Dict[str, Any], 
         "report_is_dir": base / "model.tflite",
     }[case]
     if case == "read_only_fs" and not Path("/proc/self").exists():
-        pytest.skip("no /proc here")
+        missing("no /proc here (a Linux machine, as CI, has it)")
     result = run_cli(["convert", seed_model["path"], "-o", out, "--calib", "mnist"])
     assert result.exit_code == OutputWriteError.exit_code == 5, result.stderr
     assert result.stderr.startswith("error: output ") or result.stderr.startswith("error: cannot write ")
@@ -841,7 +839,7 @@ def test_sigterm_stops_the_converter_and_leaves_nothing(seed_model: Dict[str, An
     import time
 
     if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc to find the converter process")
+        missing("needs /proc to find the converter process (a Linux machine, as CI, has it)")
     out = work / "sigterm.tflite"
     tmp = tmp_path / "tmp"
     tmp.mkdir()

@@ -33,7 +33,7 @@ from _tflite_builder import model as _model
 from _tflite_builder import op as _op
 from _tflite_builder import opcode as _opcode
 from _tflite_builder import tensor as _tensor
-from conftest import REPO, SHARED, shared_path
+from conftest import REPO, SHARED, missing, need_module, shared_path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -62,6 +62,7 @@ from edgepipe.runtime.tflite_reader import EDGETPU_CUSTOM_OP, read_model, read_m
 # Every uncompiled/compiled pair in the folder, found when the tests are collected, so a pair added to
 # ../shared gets its own test id without a change here. (No folder: one placeholder id, which skips
 # locally and fails in CI through the coral_data fixture.)
+LITERT = "pip install 'edgepipe[convert]'"  # ai_edge_litert comes with the convert extra
 _CORAL_DIR = SHARED / "models" / "coral-test-data"
 PAIRS = sorted(p.name[: -len("_edgetpu.tflite")] for p in _CORAL_DIR.glob("*_edgetpu.tflite")) or ["no-coral-test-data"]
 # Pairs the pre-flight is known to get wrong, with the reason: each is a strict xfail, so a fix shows up
@@ -201,7 +202,7 @@ def test_real_compiled_model_reports_actual_counts(coral_data: Path, stem: str) 
 
 def test_real_model_tensors_match_the_litert_interpreter(coral_data: Path) -> None:
     """The reader's tensors (dtype, shape, quantization) against what LiteRT reads from the same file."""
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    interpreter_module = need_module("ai_edge_litert.interpreter", LITERT)
     path = coral_data / "mobilenet_v1_0.25_128_quant.tflite"
     _assert_tensors_match_litert(inspect_file(path), interpreter_module.Interpreter(model_path=str(path)))
 
@@ -241,7 +242,7 @@ def test_real_invalid_model_is_read_and_its_unresolved_custom_op_reported(coral_
     assert report.ops[0].name == "fake-op-double" and report.ops[0].custom_code == "fake-op-double"
     assert report.ops[0].edgetpu == "Encountered unresolved custom op: fake-op-double"
     assert any("unresolved custom op" in b for b in report.compile_blockers)
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    interpreter_module = need_module("ai_edge_litert.interpreter", LITERT)
     interpreter = interpreter_module.Interpreter(model_path=str(path))
     with pytest.raises(RuntimeError, match="unresolved custom op: fake-op-double"):
         interpreter.allocate_tensors()
@@ -335,8 +336,7 @@ def test_device_side_inspect_needs_no_tensorflow(coral_data: Path) -> None:
 def test_device_side_module_entry_point(coral_data: Path, tmp_path: Path) -> None:
     """`python -m edgepipe.runtime inspect` itself, for a good and a missing model."""
     main_file = REPO / "edgepipe" / "runtime" / "__main__.py"
-    if not main_file.exists():
-        pytest.skip("no edgepipe/runtime/__main__.py in this tree (main_inspect is tested directly)")
+    assert main_file.exists(), "the device side's entry point is missing"
     command = [sys.executable, "-m", "edgepipe.runtime", "inspect"]
     good = subprocess.run(
         command + [str(_pair(coral_data, "mobilenet_v1_0.25_128_quant")[0])],
@@ -374,7 +374,8 @@ def test_device_side_inspect_runs_on_python_3_7(coral_data: Path) -> None:
     """The board's Python (Mendel 5: 3.7). vermin checks the syntax; this runs the real thing."""
     python = _python_3_7()
     if python is None:
-        pytest.skip("no Python 3.7 interpreter here (python3.7 on PATH or ~/.pyenv/versions/3.7*)")
+        # CI has a python3.7 only where the machine does (.ci/run), so this may skip there too.
+        missing("no Python 3.7 interpreter here (python3.7 on PATH or ~/.pyenv/versions/3.7*)", ci_provides=False)
     path = _pair(coral_data, DEEPLAB_PASCAL)[0]
     done = subprocess.run(
         [
@@ -412,7 +413,7 @@ def test_main_inspect_json_and_errors(coral_data: Path, tmp_path: Path, capsys: 
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     """Full-int8 models with uint8 I/O from tf.lite.TFLiteConverter (TF 2.21), converted once."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow")
+    tf = need_module("tensorflow", "pip install 'edgepipe[convert]'")
     import keras
     import numpy as np
 
@@ -526,7 +527,7 @@ def test_parameters_beyond_the_on_chip_cache_warn(converted: Dict[str, Path]) ->
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["seed", "dynamic_batch"])
 def test_converted_tensors_match_the_litert_interpreter(converted: Dict[str, Path], name: str) -> None:
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    interpreter_module = need_module("ai_edge_litert.interpreter", LITERT)
     path = converted[name]
     _assert_tensors_match_litert(inspect_file(path), interpreter_module.Interpreter(model_path=str(path)))
 
@@ -540,7 +541,7 @@ def _synthetic(data: bytes, **options: Any) -> InspectReport:
 
 def test_synthetic_writer_makes_files_litert_reads() -> None:
     """The hand-made files are real TFLite: LiteRT loads one and computes with it."""
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
+    interpreter_module = need_module("ai_edge_litert.interpreter", LITERT)
     import numpy as np
 
     data = _model(

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pytest
-from conftest import IN_CI, shared_path
+from conftest import missing, need_module, shared_path
 from typer.testing import CliRunner
 
 from edgepipe.cli import app
@@ -31,11 +31,7 @@ from edgepipe.runtime.tflite_reader import read_model
 
 _missing = [m for m in ("tensorflow",) + ONNX_MODULES if importlib.util.find_spec(m) is None]
 if _missing:
-    if IN_CI:
-        raise RuntimeError("CI installs the convert and onnx extras; missing: %s" % ", ".join(_missing))
-    pytest.skip(
-        "needs pip install 'edgepipe[convert,onnx]' (missing %s)" % ", ".join(_missing), allow_module_level=True
-    )
+    missing("needs pip install 'edgepipe[convert,onnx]' (missing %s)" % ", ".join(_missing), module_level=True)
 
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402
@@ -479,7 +475,8 @@ def test_onnx2tf_alone_reaches_for_the_network(rgb_nchw: Dict[str, Any], offline
 
 @pytest.mark.slow
 def test_pytorch_exported_cnn_converts_and_agrees(work: Path) -> None:
-    torch = pytest.importorskip("torch", reason="PyTorch is not installed (CI does not install it)")
+    # PyTorch is the one package here CI does not install: this test may skip there.
+    torch = need_module("torch", "pip install torch; CI does not install it", ci_provides=False)
     import inspect
 
     torch.manual_seed(0)
