@@ -435,12 +435,30 @@ def eval_command(
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     check_tensorflow: bool = typer.Option(False, "--check-tensorflow", help="Also import TensorFlow (slow)."),
-    compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to check."),
+    compiler: Optional[str] = typer.Option(
+        None, "--compiler", help="edgetpu_compiler to check (default: $EDGEPIPE_EDGETPU_COMPILER, then PATH)."
+    ),
+    cpu_only: bool = typer.Option(
+        False,
+        "--cpu-only",
+        help="A machine without an Edge TPU: exit 0 unless models cannot run on the CPU (Edge TPU errors still shown).",
+    ),
 ) -> None:
-    """Check Python, TFLite runtimes, libedgetpu, Edge TPUs, udev/plugdev and the compiler; say how to fix."""
-    from .host_runner import host_doctor
+    """Check Python, TFLite runtimes, libedgetpu, Edge TPUs, udev/plugdev and the compiler; say how to fix.
 
-    emit(host_doctor(include_tensorflow=check_tensorflow, compiler=compiler), as_json, render_doctor)
+    Exit 21 when an error is reported or no Edge TPU is ready, 20 when no TFLite runtime works, else 0,
+    so a CI step fails on a runner that lost its accelerator; the report (--json too) is printed first.
+    """
+    from .host_runner import host_doctor
+    from .runtime.doctor import exit_code
+
+    report = host_doctor(include_tensorflow=check_tensorflow, compiler=compiler)
+    emit(report, as_json, render_doctor)
+    code = exit_code(report, cpu_only)
+    if code:
+        why = "no TFLite runtime can run models" if code == 20 else "the Edge TPU is not ready (--cpu-only: ignore it)"
+        note("exit %d" % code, why, style="red")
+        raise typer.Exit(code)
 
 
 # --- suite (issue: runner) ------------------------------------------------------------------

@@ -17,7 +17,7 @@ from _edgetpu_fakes import build_fake_libedgetpu, fake_sysfs
 from typer.testing import CliRunner
 
 from edgepipe.cli import app
-from edgepipe.runtime.doctor import diagnose
+from edgepipe.runtime.doctor import diagnose, exit_code
 from edgepipe.runtime.edgetpu import FIX_MISMATCH, LIBEDGETPU_ENV
 from edgepipe.runtime.os_devices import UDEV_RULE_TEXT
 from edgepipe.runtime.report import dumps
@@ -117,6 +117,7 @@ def test_standin_doctor_merges_libedgetpu_and_sysfs(monkeypatch, tmp_path, fakes
     assert report.udev["ok"] is True
     assert not any("udev" in w for w in _whats(report))
     assert not any("USB 2" in w for w in _whats(report))
+    assert report.ok and exit_code(report) == 0  # a ready Edge TPU passes a CI step
 
 
 def test_standin_doctor_crashing_library(monkeypatch, fakes_dir, empty_system) -> None:
@@ -159,7 +160,7 @@ def test_standin_host_doctor_adds_the_compiler(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("EDGEPIPE_EDGETPU_COMPILER", str(compiler))
     monkeypatch.setenv(LIBEDGETPU_ENV, str(tmp_path / "missing.so"))
     result = CliRunner().invoke(app, ["doctor", "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 21, result.output  # no Edge TPU here
     report = json.loads(result.stdout)
     assert report["compiler"] == {
         "found": True,
@@ -175,7 +176,7 @@ def test_host_doctor_without_compiler_says_how_to_get_one(monkeypatch, tmp_path)
     monkeypatch.setenv("EDGEPIPE_EDGETPU_COMPILER", str(tmp_path / "no_compiler"))
     monkeypatch.setenv(LIBEDGETPU_ENV, str(tmp_path / "missing.so"))
     result = CliRunner().invoke(app, ["doctor", "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 21, result.output
     report = json.loads(result.stdout)
     assert report["compiler"]["found"] is False
     problem = next(p for p in report["problems"] if p["what"].startswith("no Edge TPU compiler"))
@@ -185,5 +186,49 @@ def test_host_doctor_without_compiler_says_how_to_get_one(monkeypatch, tmp_path)
 def test_host_doctor_table(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(LIBEDGETPU_ENV, str(tmp_path / "missing.so"))
     result = CliRunner().invoke(app, ["doctor"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 21, result.output
     assert "libedgetpu" in result.stdout and "fix:" in result.stdout and "TFLite runtimes" in result.stdout
+
+
+# --- exit codes: a CI step running `edgepipe doctor` fails when no Edge TPU is ready (issue 14, bug 6) ---
+
+
+def test_host_doctor_fails_a_ci_step_without_an_edge_tpu(monkeypatch, tmp_path) -> None:
+    """On this machine (no Edge TPU, no libedgetpu): exit 21, the JSON report unchanged; --cpu-only passes."""
+    monkeypatch.setenv(LIBEDGETPU_ENV, str(tmp_path / "missing.so"))
+    monkeypatch.delenv("EDGEPIPE_TFLITE_RUNTIME", raising=False)
+    runner = CliRunner()
+    failed = runner.invoke(app, ["doctor", "--json"])
+    assert failed.exit_code == 21, failed.output
+    report = json.loads(failed.stdout)  # stdout is the report only, as before
+    assert report["kind"] == "doctor" and report["edgetpu_ready"] is False and report["ok"] is False
+    assert "exit 21" in failed.stderr and "--cpu-only" in failed.stderr
+    table = runner.invoke(app, ["doctor"])
+    assert table.exit_code == 21 and "error:" in table.stdout
+    cpu = runner.invoke(app, ["doctor", "--cpu-only", "--json"])
+    assert cpu.exit_code == 0, cpu.output
+    assert json.loads(cpu.stdout).keys() == report.keys()
+
+
+def test_host_doctor_exit_20_when_no_runtime_can_run_models(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(LIBEDGETPU_ENV, str(tmp_path / "missing.so"))
+    monkeypatch.setenv("EDGEPIPE_TFLITE_RUNTIME", "tflite_micro")
+    result = CliRunner().invoke(app, ["doctor", "--cpu-only", "--json"])
+    assert result.exit_code == 20, result.output
+    assert json.loads(result.stdout)["runtime"] is None
+
+
+def test_device_side_doctor_exits_0_unless_strict(tmp_path: Path) -> None:
+    """Deploy and the HIL suite read the board's report whatever it says; --strict is the CI verdict."""
+    env = dict(os.environ, **{LIBEDGETPU_ENV: str(tmp_path / "missing.so")})
+    env.pop("EDGEPIPE_TFLITE_RUNTIME", None)
+
+    def run(*flags: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "edgepipe.runtime", "doctor", *flags]
+        return subprocess.run(command, capture_output=True, env=env, cwd=str(REPO))
+
+    assert run().returncode == 0
+    strict = run("--strict")
+    assert strict.returncode == 21, strict.stderr
+    assert json.loads(strict.stdout)["kind"] == "doctor"
+    assert run("--strict", "--cpu-only").returncode == 0

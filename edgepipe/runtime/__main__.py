@@ -109,21 +109,33 @@ def _doctor(argv: Sequence[str]) -> Any:
     parser = argparse.ArgumentParser(prog="python -m edgepipe.runtime doctor", description="Check this machine.")
     parser.add_argument("--check-tensorflow", action="store_true", help="also import TensorFlow (slow)")
     parser.add_argument("--output", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 21 when an error is reported or no Edge TPU is ready, 20 when no TFLite runtime works "
+        "(as the host's `edgepipe doctor`); without it the exit is 0 whenever the report was made",
+    )
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="with --strict: fail only when models cannot run on the CPU (20)"
+    )
     args = parser.parse_args(argv)
-    from .doctor import diagnose
+    from .doctor import diagnose, exit_code
 
-    return diagnose(include_tensorflow=args.check_tensorflow), args.output
+    report = diagnose(include_tensorflow=args.check_tensorflow)
+    # Exit 0 by default: deploy and the HIL suite read this report from stdout to explain a board's state.
+    return report, args.output, exit_code(report, args.cpu_only) if args.strict else 0
 
 
 def _run(handler: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> int:
     try:
-        result, output = handler(argv)
+        outcome = handler(argv)  # (result, --output file[, exit code: doctor --strict's verdict])
+        result, output = outcome[0], outcome[1]
         if output:
             write_json_atomic(output, result)
     except (EdgepipeError, KeyboardInterrupt) as exc:
         return report_failure(exc, sys.stderr, sys.stdout)
     sys.stdout.write(dumps(to_jsonable(result)) + "\n")
-    return 0
+    return outcome[2] if len(outcome) > 2 else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -8,6 +8,10 @@ The host's `edgepipe doctor` adds the compiler (`compiler` field) on top of this
 
 Every problem has a `fix`. Severity "error" means the Edge TPU cannot be used as things are;
 "warning" means something that usually bites later (no udev rule, a USB 2 port, no compiler).
+
+`exit_code` is the one policy for failing a CI step (README, "Exit codes"): 20 when models cannot run
+at all (no TFLite runtime, Python too old), 21 when any other error is reported or no Edge TPU is
+ready, 0 otherwise; with `cpu_only` only the 20 case fails. The report itself is the same either way.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .edgetpu import (
     locate_library,
     probe_library,
 )
+from .errors import NoEdgeTpuError, RuntimeNotFoundError
 from .interpreters import INSTALL_HINT, requested_tflite_runtime, survey_tflite_runtimes
 from .os_devices import UDEV_RULE_DIRS, UDEV_RULE_TEXT, pci_devices, plugdev_status, udev_rules, usb_devices
 from .report import ResultHeader, header
@@ -288,4 +293,13 @@ def diagnose(
     )
 
 
-__all__ = ["DoctorReport", "Problem", "diagnose"]
+def exit_code(report: DoctorReport, cpu_only: bool = False) -> int:
+    """How a doctor run ends for a CI step: 20 no way to run models, 21 no Edge TPU ready (unless `cpu_only`), 0."""
+    if report.runtime is None or not report.python["supported"]:
+        return RuntimeNotFoundError.exit_code
+    if not cpu_only and (not report.ok or not report.edgetpu_ready):
+        return NoEdgeTpuError.exit_code
+    return 0
+
+
+__all__ = ["DoctorReport", "Problem", "diagnose", "exit_code"]
