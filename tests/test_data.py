@@ -422,7 +422,8 @@ def test_download_of_a_misspelt_name_offers_only_downloadable_names(tmp_path: Pa
     with pytest.raises(DatasetError) as caught:
         fetch_dataset("mnsit", tmp_path)
     message = caught.value.one_line()
-    assert "Did you mean mnist?" in message and "cifar10" in message
+    assert "Did you mean mnist?" in message and "Downloadable: mnist;" in message
+    assert "cifar10: no download" in message
     assert "images:" not in message and "npy:" not in message  # local data, never a download
 
 

@@ -43,7 +43,14 @@ def registry_entry(name: str, purpose: str = "load") -> Dict[str, Any]:
         known = ", ".join(sorted(reg))
         hint = "Did you mean %s? " % close[0] if close else ""
         if purpose == "download":
-            hint += "Downloadable datasets: %s" % known
+            fetchable = sorted(n for n, e in reg.items() if any(f.get("urls") for f in e.get("files", [])))
+            hint += "Downloadable: %s" % ", ".join(fetchable)
+            others = [n for n in sorted(reg) if n not in fetchable]
+            if others:
+                hint += "; %s: no download, `edgepipe data download %s` says how to get it" % (
+                    ", ".join(others),
+                    others[0],
+                )
         else:
             hint += "Use one of: %s, images:DIR or npy:FILE.npy" % known
         raise DatasetError("unknown dataset %r" % name, hint=hint)
