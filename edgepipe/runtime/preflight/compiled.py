@@ -3,11 +3,9 @@ tensors cross between them. Such a model needs the Edge TPU delegate; it cannot 
 
 from __future__ import annotations
 
-from ..report import RESULT_SCHEMA_VERSION
 from ..tflite_reader import EDGETPU_CUSTOM_OP, Model
-from .graph import clip, crossing_tensors, describe_io, tensor_table
-from .result import CompiledOp, InspectReport
-from .rules import ON_CHIP_CACHE_BYTES
+from .graph import clip
+from .result import CompiledOp, InspectReport, inspect_report
 
 
 def inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
@@ -34,33 +32,22 @@ def inspect_compiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
         )
     if len(model.subgraphs) > 1:
         warnings.append("the model has %d TFLite subgraphs; only the main one is inspected" % len(model.subgraphs))
-    return InspectReport(
-        schema_version=RESULT_SCHEMA_VERSION,
-        kind="inspect",
-        path=model.path,
-        sha256=model.sha256,
-        size_bytes=model.size_bytes,
+    return inspect_report(
+        model,
+        on_tpu,
+        multiple_subgraphs,
         compiled_for_edgetpu=True,
         ops_total=len(sg.operators),
         tpu_ops=tpu_count,
         cpu_ops=len(cpu),
         subgraphs=tpu_count,
-        parameter_bytes=model.parameter_bytes,
         tpu_parameter_bytes=None,
-        on_chip_cache_bytes=ON_CHIP_CACHE_BYTES,
         off_chip_warning=None,
-        inputs=describe_io(sg, sg.inputs),
-        outputs=describe_io(sg, sg.outputs),
         ops=list(ops),
         first_cpu_op=first_cpu,
-        tensors_crossing=crossing_tensors(sg, on_tpu),
         needs_edgetpu_delegate=True,
-        multiple_subgraphs=multiple_subgraphs,
         uncertain_ops=0,
         compile_blockers=[],
         edgetpu_executable_bytes=executable,
-        tflite_subgraphs=len(model.subgraphs),
-        buffers=len(model.buffer_sizes),
-        tensors=tensor_table(sg),
         warnings=warnings,
     )

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
+
+from ..report import RESULT_SCHEMA_VERSION
+from ..tflite_reader import Model
+from .graph import crossing_tensors, describe_io, tensor_table
+from .rules import ON_CHIP_CACHE_BYTES
 
 
 @dataclass
@@ -57,3 +62,26 @@ class InspectReport:
     buffers: int  # entries in the file's buffer table (entry 0 is the empty sentinel)
     tensors: List[dict]  # every tensor of the main subgraph: dtype, shape, signature, quantization, constant bytes
     warnings: List[str] = field(default_factory=list)
+
+
+def inspect_report(model: Model, on_tpu: List[bool], multiple_subgraphs: bool, **by_kind: Any) -> InspectReport:
+    """The report of `model`: the fields read alike from any model here, the rest (`by_kind`) from
+    what the compiled or uncompiled inspection found. `on_tpu` says per op of the main subgraph where it runs."""
+    sg = model.main
+    return InspectReport(
+        schema_version=RESULT_SCHEMA_VERSION,
+        kind="inspect",
+        path=model.path,
+        sha256=model.sha256,
+        size_bytes=model.size_bytes,
+        parameter_bytes=model.parameter_bytes,
+        on_chip_cache_bytes=ON_CHIP_CACHE_BYTES,
+        inputs=describe_io(sg, sg.inputs),
+        outputs=describe_io(sg, sg.outputs),
+        tensors_crossing=crossing_tensors(sg, on_tpu),
+        multiple_subgraphs=multiple_subgraphs,
+        tflite_subgraphs=len(model.subgraphs),
+        buffers=len(model.buffer_sizes),
+        tensors=tensor_table(sg),
+        **by_kind,
+    )

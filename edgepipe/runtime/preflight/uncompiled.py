@@ -7,24 +7,20 @@ import heapq
 from typing import Dict, List, Optional, Sequence
 
 from ..errors import ModelFormatError
-from ..report import RESULT_SCHEMA_VERSION
 from ..tflite_reader import Model, Operator, Subgraph
 from .checks import Check, check_op, version_check
 from .graph import (
     activation_tensors,
     clip,
     constant_bytes_of,
-    crossing_tensors,
-    describe_io,
     dims_text,
     io_tensors,
     mib,
     producers_of,
     readers_of,
     tensor_at,
-    tensor_table,
 )
-from .result import InspectReport, OpVerdict
+from .result import InspectReport, OpVerdict, inspect_report
 from .rules import (
     ACTIVATION_DTYPES,
     KNOWN_CUSTOM_OPS,
@@ -146,34 +142,23 @@ def inspect_uncompiled(model: Model, multiple_subgraphs: bool) -> InspectReport:
     cpu_verdicts = [v for v in verdicts if v.edgetpu != MAPPED]
     tpu_parameter_bytes = constant_bytes_of(sg, [op for op, tpu in zip(sg.operators, on_tpu) if tpu])
     warnings = model_warnings(model, sg, multiple_subgraphs, partition, tpu_ops)
-    return InspectReport(
-        schema_version=RESULT_SCHEMA_VERSION,
-        kind="inspect",
-        path=model.path,
-        sha256=model.sha256,
-        size_bytes=model.size_bytes,
+    return inspect_report(
+        model,
+        on_tpu,
+        multiple_subgraphs,
         compiled_for_edgetpu=False,
         ops_total=len(verdicts),
         tpu_ops=tpu_ops,
         cpu_ops=len(cpu_verdicts),
         subgraphs=len(kept),
-        parameter_bytes=model.parameter_bytes,
         tpu_parameter_bytes=tpu_parameter_bytes,
-        on_chip_cache_bytes=ON_CHIP_CACHE_BYTES,
         off_chip_warning=off_chip_text(tpu_parameter_bytes),
-        inputs=describe_io(sg, sg.inputs),
-        outputs=describe_io(sg, sg.outputs),
         ops=list(verdicts),
         first_cpu_op=first_cpu_op_of(cpu_verdicts),
-        tensors_crossing=crossing_tensors(sg, on_tpu),
         needs_edgetpu_delegate=False,
-        multiple_subgraphs=multiple_subgraphs,
         uncertain_ops=sum(not v.certain for v in verdicts),
         compile_blockers=find_compile_blockers(model, sg),
         edgetpu_executable_bytes=None,
-        tflite_subgraphs=len(model.subgraphs),
-        buffers=len(model.buffer_sizes),
-        tensors=tensor_table(sg),
         warnings=warnings,
     )
 
