@@ -18,6 +18,7 @@ import numpy as np
 from .errors import CompilerNotFound, DatasetError, InputNotFoundError
 from .runtime.accuracy import EvalResult, evaluate, guess_label_offset
 from .runtime.doctor import DoctorReport, Problem, diagnose
+from .runtime.isolated import run_isolated
 from .runtime.options import RunOptions
 from .runtime.runner import BenchResult, Progress, benchmark
 from .runtime.session import Session, open_session
@@ -55,6 +56,13 @@ def bench_model(
     preset: Optional[str] = None,
     image: Optional[Path] = None,
 ) -> BenchResult:
+    """Latency of `model`, measured in a child process (`runtime.isolated`): a runtime crash is exit 23."""
+    return run_isolated(str(model), _bench_here, model, options, preset, image)  # type: ignore[no-any-return]
+
+
+def _bench_here(
+    model: Path, options: RunOptions, preset: Optional[str], image: Optional[Path], progress: Progress
+) -> BenchResult:
     session = open_session(str(model), options)
     pixels = load_image(image, session) if image is not None else None
     result = benchmark(session, runs=options.runs, warmup=options.warmup, preset=preset, pixels=pixels)
@@ -81,7 +89,25 @@ def eval_model(
 
     Images are loaded at the model's input size. `label_offset=None` guesses it (1 when the model has
     one output more than the dataset has classes, as Coral's 1001-output ImageNet models do).
+    It all runs in a child process (`runtime.isolated`): a crash of the TFLite runtime is exit 23.
     """
+    work = (model, dataset, options, split, data_dir, limit, labels, preset, label_offset, batch_size)
+    return run_isolated(str(model), _eval_here, *work, progress=progress)  # type: ignore[no-any-return]
+
+
+def _eval_here(
+    model: Path,
+    dataset: str,
+    options: RunOptions,
+    split: str,
+    data_dir: Optional[Path],
+    limit: Optional[int],
+    labels: Optional[Path],
+    preset: Optional[str],
+    label_offset: Optional[int],
+    batch_size: int,
+    progress: Progress,
+) -> EvalResult:
     from .data import load_dataset_for_input
 
     session = open_session(str(model), options)

@@ -14,9 +14,11 @@ import argparse
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
-from .errors import EXIT_USAGE, DatasetError, EdgepipeError
+from .errors import EXIT_USAGE, DatasetError, EdgepipeError, UsageError
+from .isolated import run_isolated
 from .options import RunOptions, add_arguments
 from .report import dumps, report_failure, to_jsonable, write_json_atomic
+from .tflite_reader import read_model
 
 COMMANDS = ("bench", "eval", "inspect", "doctor")
 
@@ -45,9 +47,8 @@ def _bench(argv: Sequence[str]) -> Any:
     parser.add_argument("--input", help=".npy of raw uint8 pixels for the first input (default: random)")
     args = parser.parse_args(argv)
     options = RunOptions.from_args(args)
+    read_model(args.model)  # a missing or malformed model first, as on the host (exit 3 / 4)
     import numpy as np
-
-    from .runner import benchmark
 
     pixels = None
     if args.input:
@@ -55,9 +56,15 @@ def _bench(argv: Sequence[str]) -> Any:
             pixels = np.load(args.input, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DatasetError("cannot read --input %s: %s" % (args.input, " ".join(str(exc).split()))) from None
-    session = _open(args.model, options)
-    result = benchmark(session, runs=options.runs, warmup=options.warmup, preset=args.preprocess, pixels=pixels)
+    result = run_isolated(args.model, _bench_here, args.model, options, args.preprocess, pixels)
     return result, args.output
+
+
+def _bench_here(model: str, options: RunOptions, preset: Optional[str], pixels: Any, progress: Any) -> Any:
+    from .runner import benchmark
+
+    session = _open(model, options)
+    return benchmark(session, runs=options.runs, warmup=options.warmup, preset=preset, pixels=pixels)
 
 
 def _eval(argv: Sequence[str]) -> Any:
@@ -75,13 +82,26 @@ def _eval(argv: Sequence[str]) -> Any:
     parser.add_argument("--batch-size", type=int, default=64, help="CPU batch size when the model can be resized")
     args = parser.parse_args(argv)
     options = RunOptions.from_args(args)
-    from .accuracy import evaluate, guess_label_offset, load_eval_data
+    read_model(args.model)  # a missing or malformed model first, as on the host (exit 3 / 4)
+    from .accuracy import load_eval_data
 
     images, labels, names = load_eval_data(args.data)
     if args.limit is not None:
         if args.limit < 1:
             raise DatasetError("--limit must be at least 1, got %d" % args.limit)
         images, labels = images[: args.limit], labels[: args.limit]
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1, got %d" % args.batch_size)
+    dataset = {"spec": "npz:%s" % args.data, "count": int(len(labels))}
+    result = run_isolated(args.model, _eval_here, args, options, images, labels, names, dataset)
+    return result, args.output
+
+
+def _eval_here(
+    args: argparse.Namespace, options: RunOptions, images: Any, labels: Any, names: Any, dataset: Any, progress: Any
+) -> Any:
+    from .accuracy import evaluate, guess_label_offset
+
     session = _open(args.model, options)
     if args.label_offset == "auto":
         outputs = int(session.interpreter.get_output_details()[0]["shape"][-1])
@@ -91,8 +111,7 @@ def _eval(argv: Sequence[str]) -> Any:
             offset = int(args.label_offset)
         except ValueError:
             raise DatasetError("--label-offset must be auto or an integer, got %r" % args.label_offset) from None
-    dataset = {"spec": "npz:%s" % args.data, "count": int(len(labels))}
-    result = evaluate(
+    return evaluate(
         session,
         images,
         labels,
@@ -102,7 +121,6 @@ def _eval(argv: Sequence[str]) -> Any:
         class_names=names,
         dataset=dataset,
     )
-    return result, args.output
 
 
 def _doctor(argv: Sequence[str]) -> Any:

@@ -39,6 +39,12 @@ class EdgepipeError(Exception):
         return " ".join(text.split())
 
 
+class UsageError(EdgepipeError):
+    """A command-line value out of its bounds (`--runs 0`, `--runs 10**22`): a bad command line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
 class InputNotFoundError(EdgepipeError):
     """A file or directory the user named does not exist or cannot be read."""
 

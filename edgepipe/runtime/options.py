@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .edgetpu import PROBE_TIMEOUT_S, parse_device
-from .errors import BackendError
+from .errors import BackendError, UsageError
 
 BACKENDS = ("auto", "edgetpu", "cpu")
 # The TFLite runtimes edgepipe can load, in the order it tries them (TensorFlow last: slow to import).
@@ -26,6 +26,11 @@ TFLITE_RUNTIME_ALIASES = {"litert": "ai_edge_litert", "tflite": "tflite_runtime"
 TFLITE_RUNTIME_CHOICES = ("litert",) + TFLITE_RUNTIMES
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
+# Bounds of what may be asked: more timed runs than this is a typo (10**22 would not even fit a list),
+# and a thread count or probe timeout past these is no real machine's.
+MAX_RUNS = 1_000_000
+MAX_THREADS = 1024
+MAX_PROBE_TIMEOUT_S = 24 * 3600.0
 
 BACKEND_HELP = "auto (Edge TPU if usable, else CPU, said so), edgetpu (fail without one) or cpu"
 DEVICE_HELP = "Edge TPU: usb, usb:N, pci, pci:N or :N (default: the first one)"
@@ -54,6 +59,15 @@ class RunOptions:
         if self.backend not in BACKENDS:
             raise BackendError("unknown backend %r" % self.backend, hint="Use one of: %s" % ", ".join(BACKENDS))
         parse_device(self.device)  # a malformed device string is an error on every backend
+        _bounded("--runs", self.runs, 1, MAX_RUNS)
+        _bounded("--warmup", self.warmup, 0, MAX_RUNS)
+        if self.threads is not None:
+            _bounded("--threads", self.threads, 1, MAX_THREADS)
+        timeout = self.probe_timeout
+        if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_PROBE_TIMEOUT_S:  # NaN fails too
+            raise UsageError(
+                "--probe-timeout must be a number of seconds in (0, %d], got %r" % (MAX_PROBE_TIMEOUT_S, timeout)
+            )
         if self.cpu_model is not None:
             self.cpu_model = str(self.cpu_model)  # a Path from the host CLI
 
@@ -89,6 +103,13 @@ class RunOptions:
         )
 
 
+def _bounded(flag: str, value: object, low: int, high: int) -> None:
+    """UsageError (exit 2) unless `value` is an integer in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**12 else "%.3g" % value
+        raise UsageError("%s must be an integer from %d to %d, got %s" % (flag, low, high, shown))
+
+
 def add_arguments(parser: argparse.ArgumentParser, bench: bool = False) -> None:
     """The device-side command line's options for `RunOptions` (bench adds --runs/--warmup)."""
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="where to run: %s" % BACKEND_HELP)
@@ -109,6 +130,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
+    "MAX_RUNS",
     "TFLITE_RUNTIMES",
     "TFLITE_RUNTIME_ALIASES",
     "TFLITE_RUNTIME_CHOICES",
