@@ -19,7 +19,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import InputNotFoundError, ModelFormatError
 from .schema import CUSTOM_OPCODE, builtin_name, tensor_type_name
@@ -184,32 +184,13 @@ class _Buf:
         if pos < 0 or n < 0 or pos + n > self.size:
             raise self.fail("%s at byte %d runs past the end of the %d-byte file" % (what, pos, self.size))
 
-    def u8(self, pos: int) -> int:
-        self.need(pos, 1, "byte")
-        return self.data[pos]
-
-    def i8(self, pos: int) -> int:
-        self.need(pos, 1, "byte")
-        return struct.unpack_from("<b", self.data, pos)[0]
-
-    def u16(self, pos: int) -> int:
-        self.need(pos, 2, "uint16")
-        return struct.unpack_from("<H", self.data, pos)[0]
-
-    def i32(self, pos: int) -> int:
-        self.need(pos, 4, "int32")
-        return struct.unpack_from("<i", self.data, pos)[0]
-
-    def u32(self, pos: int) -> int:
-        self.need(pos, 4, "uint32")
-        return struct.unpack_from("<I", self.data, pos)[0]
-
-    def u64(self, pos: int) -> int:
-        self.need(pos, 8, "uint64")
-        return struct.unpack_from("<Q", self.data, pos)[0]
+    def number(self, pos: int, fmt: str, what: str) -> Any:
+        """The little-endian value of struct format `fmt` at `pos`; `what` names it in the error."""
+        self.need(pos, struct.calcsize(fmt), what)
+        return struct.unpack_from("<" + fmt, self.data, pos)[0]
 
     def deref(self, pos: int) -> int:
-        target = pos + self.u32(pos)
+        target = pos + self.number(pos, "I", "uint32")
         if target >= self.size:
             raise self.fail("offset at byte %d points outside the file" % pos)
         return target
@@ -223,8 +204,8 @@ class _Table:
         self.buf = buf
         self.pos = pos
         self.kind = kind
-        vtable = pos - buf.i32(pos)
-        vt_size = buf.u16(vtable)
+        vtable = pos - buf.number(pos, "i", "int32")
+        vt_size = buf.number(vtable, "H", "uint16")
         if vt_size < 4 or vt_size % 2:
             raise buf.fail("%s table at byte %d has a malformed vtable" % (kind, pos))
         buf.need(vtable, vt_size, "vtable")
@@ -234,23 +215,21 @@ class _Table:
     def _field(self, index: int) -> int:
         if index >= self.n_fields:
             return 0
-        off = self.buf.u16(self.vtable + 4 + 2 * index)
+        off = self.buf.number(self.vtable + 4 + 2 * index, "H", "uint16")
         return self.pos + off if off else 0
 
     def scalar(self, index: int, fmt: str, default: int = 0):
         pos = self._field(index)
         if not pos:
             return default
-        n = struct.calcsize(fmt)
-        self.buf.need(pos, n, "%s field %d" % (self.kind, index))
-        return struct.unpack_from("<" + fmt, self.buf.data, pos)[0]
+        return self.buf.number(pos, fmt, "%s field %d" % (self.kind, index))
 
     def string(self, index: int) -> Optional[str]:
         pos = self._field(index)
         if not pos:
             return None
         start = self.buf.deref(pos)
-        n = self.buf.u32(start)
+        n = self.buf.number(start, "I", "uint32")
         self.buf.need(start + 4, n, "string")
         # Charged by length: many tensors may share one long name, and each read decodes a copy.
         self.buf.spend(1 + n // 4)
@@ -261,7 +240,7 @@ class _Table:
         if not pos:
             return 0, 0
         start = self.buf.deref(pos)
-        n = self.buf.u32(start)
+        n = self.buf.number(start, "I", "uint32")
         if n > _MAX_VECTOR:
             raise self.buf.fail("%s field %d claims %d elements" % (self.kind, index, n))
         self.buf.need(start + 4, n * elem_size, "vector")
@@ -296,6 +275,12 @@ def read_model_bytes(data: bytes, name: str = "<bytes>") -> Model:
     if buf.size < 8:
         raise buf.fail("only %d bytes" % buf.size)
     if data[4:8] != FILE_IDENTIFIER:
+        source = _source_model_kind(bytes(data[:8]), name)
+        if source:
+            raise ModelFormatError(
+                "%s is %s, not a TFLite model" % (name, source),
+                hint="Convert it on the host first: `edgepipe convert %s -o MODEL_int8.tflite --calib DATA`" % name,
+            )
         raise buf.fail("no 'TFL3' file identifier; found %r" % bytes(data[4:8]))
     try:
         return _read_model(buf, name)
@@ -305,10 +290,29 @@ def read_model_bytes(data: bytes, name: str = "<bytes>") -> Model:
         raise buf.fail(type(exc).__name__) from exc
 
 
+def _source_model_kind(head: bytes, name: str) -> str:
+    """What a training framework's model file looks like ("" if nothing we know): those go to `convert`."""
+    lower = name.lower()
+    if head.startswith(b"\x89HDF"):
+        return "a Keras HDF5 model"
+    if head.startswith(b"PK\x03\x04") and lower.endswith(".keras"):
+        return "a Keras model"
+    if lower.endswith(".onnx"):
+        return "an ONNX model"
+    if lower.endswith((".keras", ".h5", ".hdf5")):
+        return "a Keras model file"
+    return ""
+
+
 def read_model(path: str) -> Model:
     """Read a `.tflite` file from disk."""
     path = os.fspath(path)
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ModelFormatError(
+                "%s is a TensorFlow SavedModel, not a TFLite model" % path,
+                hint="Convert it on the host first: `edgepipe convert %s -o MODEL_int8.tflite --calib DATA`" % path,
+            )
         raise ModelFormatError("%s is a directory, not a .tflite file" % path)
     # The whole file is read: a FIFO would block and /dev/zero would never end.
     if os.path.exists(path) and not os.path.isfile(path):
