@@ -55,52 +55,29 @@ def report_from_log(
             sibling = path.parent / os.path.basename(block.log_name)
             if sibling.is_file() and sibling.resolve() != path.resolve():
                 attach_log(out, read_bounded(sibling)[0], str(sibling))
+    # Nothing is known of the process that printed the text: decide() is told only the gate.
+    decision = decide(out, allow_cpu_ops=allow_cpu_ops)
     warnings = ["exit code unknown (read from %s): the verdict rests on the text alone" % path.name]
     if dropped:
         warnings.append("%s is %d bytes: %d in the middle were not read" % (path.name, path.stat().st_size, dropped))
     if out.blocks and all(b.log_format for b in out.blocks):
         warnings.append("a .log has no memory or subgraph summary: on-chip, off-chip and subgraphs unknown")
-    verdict, reasons, failure, decided_warnings = decide(
-        out,
-        exit_code=None,
-        killed_after=None,
-        duration_s=None,
-        timeout_s=None,
-        allow_cpu_ops=allow_cpu_ops,
-        missing_outputs=[],
-        min_runtime_source="unknown",
-    )
-    results = [
-        ModelResult(
-            input=b.input,
-            output=b.output,
-            log=b.log_name,
-            input_bytes=b.input_bytes,
-            output_bytes=b.output_bytes,
-            on_chip_bytes=b.on_chip_bytes,
-            on_chip_remaining_bytes=b.on_chip_remaining_bytes,
-            off_chip_bytes=b.off_chip_bytes,
-            subgraphs=b.subgraphs,
-            total_ops=b.ops_total,
-            tpu_ops=b.tpu_ops,
-            cpu_ops=b.cpu_ops,
-            operators=list(b.operators),
-        )
-        for b in out.blocks
-    ]
+    results: List[ModelResult] = []
+    for b in out.blocks:
+        result = ModelResult(b.input, b.output, b.log_name, input_bytes=b.input_bytes, output_bytes=b.output_bytes)
+        result.take_summary(b)
+        results.append(result)
     preflight, disagreements = "skipped: no model given", []
-    if models and verdict == "failed":
+    if models and decision.verdict == "failed":
         preflight = "skipped: compile failed"
     elif models:
         warnings += _model_mismatches(models, parsed, out.blocks)
         preflight, disagreements = run_preflight(models, results, multiple_subgraphs)
+    decision.warnings[:0] = warnings  # ours first, then what the verdict noticed
     return build_report(
         out,
-        verdict=verdict,
-        reasons=reasons,
-        failure=failure,
+        decision,
         compiler_output=text,
-        warnings=warnings + decided_warnings,
         results=results,
         min_runtime=None,
         min_runtime_source="not recorded in the compiler's output",

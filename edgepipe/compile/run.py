@@ -87,7 +87,7 @@ def compile_models(
         out = parse_compiler_output(text)
         results, missing, log_warnings = _read_staged(out, staging, models, parsed, segments, killed_after is None)
         trusted = out.failure is None and killed_after is None and exit_code == 0
-        verdict, reasons, failure, warnings = decide(
+        decision = decide(
             out,
             exit_code=exit_code,
             killed_after=killed_after,
@@ -98,6 +98,7 @@ def compile_models(
             min_runtime_source=runtime_source,
             invalid_outputs=check_written_models(out, staging, results) if trusted else [],
         )
+        warnings = decision.warnings  # the report's list: what follows is added to it
         warnings += log_warnings
         if run.dropped_bytes:
             warnings.append(
@@ -106,23 +107,21 @@ def compile_models(
             )
         if not has_timer:
             warnings.append("compiler %s predates -t (v16): only edgepipe's own timeout applied" % info.version)
-        kept = _publish(staging, out_dir, keep_models=verdict != "failed")
-        if verdict == "failed" and kept["discarded"]:
+        failed = decision.verdict == "failed"
+        kept = _publish(staging, out_dir, keep_models=not failed)
+        if failed and kept["discarded"]:
             warnings.append("partial or untrusted outputs discarded: %s" % ", ".join(kept["discarded"]))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
     _fill_results(results, out, out_dir, kept["kept"])
     preflight, disagreements = ("skipped: compile failed", [])
-    if verdict != "failed":
+    if not failed:
         preflight, disagreements = run_preflight(models, results, multiple_subgraphs)
     report = build_report(
         out,
-        verdict=verdict,
-        reasons=reasons,
-        failure=failure,
+        decision,
         compiler_output=text,
-        warnings=warnings,
         results=results,
         compiler_path=info.path,
         compiler_version=info.version,
@@ -203,14 +202,7 @@ def _fill_results(results: List[ModelResult], out: CompilerOutput, out_dir: Path
             r.output_bytes = os.path.getsize(r.output)
             r.sha256 = sha256_file(r.output)
         if block is not None:
-            r.on_chip_bytes = block.on_chip_bytes
-            r.on_chip_remaining_bytes = block.on_chip_remaining_bytes
-            r.off_chip_bytes = block.off_chip_bytes
-            r.subgraphs = block.subgraphs
-            r.total_ops = block.ops_total
-            r.tpu_ops = block.tpu_ops
-            r.cpu_ops = block.cpu_ops
-            r.operators = list(block.operators)
+            r.take_summary(block)
             if r.output_bytes is None:
                 r.output_bytes = block.output_bytes
 

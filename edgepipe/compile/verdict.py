@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import CompileError, CompileRejected, EdgepipeError
-from .parse import CompilerFailure, CompilerOutput, OperatorRow
+from .parse import CompilerFailure, CompilerOutput, ModelBlock, OperatorRow
 
 REPORT_NAME = "compile_report.json"
 
@@ -61,6 +61,25 @@ class ModelResult:
     cpu_ops: Optional[int] = None
     operators: List[OperatorRow] = field(default_factory=list)
 
+    def take_summary(self, block: ModelBlock) -> None:
+        """What the compiler's summary and operator table say of this model (or segment)."""
+        self.on_chip_bytes = block.on_chip_bytes
+        self.on_chip_remaining_bytes = block.on_chip_remaining_bytes
+        self.off_chip_bytes = block.off_chip_bytes
+        self.subgraphs = block.subgraphs
+        self.total_ops = block.ops_total
+        self.tpu_ops = block.tpu_ops
+        self.cpu_ops = block.cpu_ops
+        self.operators = list(block.operators)
+
+
+@dataclass
+class Decision:
+    verdict: str  # "accepted", "rejected" or "failed"
+    reasons: List[str]
+    failure: Optional[CompilerFailure]  # what decided "failed"
+    warnings: List[str]
+
 
 @dataclass
 class CompileReport:
@@ -100,16 +119,16 @@ def _describe_rows(rows: List[OperatorRow]) -> str:
 def decide(
     out: CompilerOutput,
     *,
-    exit_code: Optional[int],
-    killed_after: Optional[float],
-    duration_s: Optional[float],
-    timeout_s: Optional[int],
     allow_cpu_ops: int,
-    missing_outputs: List[str],
-    min_runtime_source: str,
-    invalid_outputs: Optional[List[str]] = None,
-) -> Tuple[str, List[str], Optional[CompilerFailure], List[str]]:
-    """(verdict, reasons, failure, warnings) from the parsed output and how the process ended."""
+    exit_code: Optional[int] = None,
+    killed_after: Optional[float] = None,
+    duration_s: Optional[float] = None,
+    timeout_s: Optional[int] = None,
+    missing_outputs: Sequence[str] = (),
+    min_runtime_source: str = "unknown",
+    invalid_outputs: Sequence[str] = (),
+) -> Decision:
+    """The verdict from the parsed output and how the process ended (None: unknown, as for saved text)."""
     warnings: List[str] = ["compiler: " + w for w in out.compiler_warnings] + list(out.notes)
     superseded = [f for f in out.failures if f.superseded]
     if superseded:
@@ -153,7 +172,7 @@ def decide(
     if failure is None and invalid_outputs:
         failure = CompilerFailure("invalid_output", "; ".join(invalid_outputs))
     if failure is not None:
-        return "failed", [failure.message], failure, warnings
+        return Decision("failed", [failure.message], failure, warnings)
 
     reasons: List[str] = []
     for b in out.blocks:
@@ -182,7 +201,7 @@ def decide(
         rows = [r for r in out.operators if not r.mapped]
         named = _describe_rows(rows) if rows else "the output names none (no operator table in it)"
         reasons.append("%d ops would run on the CPU (allowed %d): %s" % (cpu_ops, allow_cpu_ops, named))
-    return ("rejected" if reasons else "accepted"), reasons, None, warnings
+    return Decision("rejected" if reasons else "accepted", reasons, None, warnings)
 
 
 def _error_dict(
@@ -229,12 +248,9 @@ def verdict_error(report: CompileReport) -> Optional[EdgepipeError]:
 
 def build_report(
     out: CompilerOutput,
+    decision: Decision,
     *,
-    verdict: str,
-    reasons: List[str],
-    failure: Optional[CompilerFailure],
     compiler_output: str,
-    warnings: List[str],
     results: List[ModelResult],
     allow_cpu_ops: int,
     preflight: str,
@@ -252,10 +268,10 @@ def build_report(
 ) -> CompileReport:
     on_chip = [b.on_chip_bytes for b in out.blocks if b.on_chip_bytes is not None]
     off_chip = [b.off_chip_bytes for b in out.blocks if b.off_chip_bytes is not None]
-    error = _error_dict(failure, out, compiler_output)
+    error = _error_dict(decision.failure, out, compiler_output)
     return CompileReport(
-        verdict=verdict,
-        reasons=[error["message"]] if error else reasons,
+        verdict=decision.verdict,
+        reasons=[error["message"]] if error else decision.reasons,
         error=error,
         compiler_version=compiler_version or out.version,
         compiler_path=compiler_path,
@@ -275,7 +291,7 @@ def build_report(
         off_chip_bytes=sum(off_chip) if off_chip else None,
         operators=out.operators,
         models=results,
-        warnings=warnings,
+        warnings=decision.warnings,
         preflight=preflight,
         preflight_disagreements=disagreements,
         source=source,
