@@ -19,7 +19,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import InputNotFoundError, ModelFormatError
 from .schema import CUSTOM_OPCODE, builtin_name, tensor_type_name
@@ -184,32 +184,13 @@ class _Buf:
         if pos < 0 or n < 0 or pos + n > self.size:
             raise self.fail("%s at byte %d runs past the end of the %d-byte file" % (what, pos, self.size))
 
-    def u8(self, pos: int) -> int:
-        self.need(pos, 1, "byte")
-        return self.data[pos]
-
-    def i8(self, pos: int) -> int:
-        self.need(pos, 1, "byte")
-        return struct.unpack_from("<b", self.data, pos)[0]
-
-    def u16(self, pos: int) -> int:
-        self.need(pos, 2, "uint16")
-        return struct.unpack_from("<H", self.data, pos)[0]
-
-    def i32(self, pos: int) -> int:
-        self.need(pos, 4, "int32")
-        return struct.unpack_from("<i", self.data, pos)[0]
-
-    def u32(self, pos: int) -> int:
-        self.need(pos, 4, "uint32")
-        return struct.unpack_from("<I", self.data, pos)[0]
-
-    def u64(self, pos: int) -> int:
-        self.need(pos, 8, "uint64")
-        return struct.unpack_from("<Q", self.data, pos)[0]
+    def number(self, pos: int, fmt: str, what: str) -> Any:
+        """The little-endian value of struct format `fmt` at `pos`; `what` names it in the error."""
+        self.need(pos, struct.calcsize(fmt), what)
+        return struct.unpack_from("<" + fmt, self.data, pos)[0]
 
     def deref(self, pos: int) -> int:
-        target = pos + self.u32(pos)
+        target = pos + self.number(pos, "I", "uint32")
         if target >= self.size:
             raise self.fail("offset at byte %d points outside the file" % pos)
         return target
@@ -223,8 +204,8 @@ class _Table:
         self.buf = buf
         self.pos = pos
         self.kind = kind
-        vtable = pos - buf.i32(pos)
-        vt_size = buf.u16(vtable)
+        vtable = pos - buf.number(pos, "i", "int32")
+        vt_size = buf.number(vtable, "H", "uint16")
         if vt_size < 4 or vt_size % 2:
             raise buf.fail("%s table at byte %d has a malformed vtable" % (kind, pos))
         buf.need(vtable, vt_size, "vtable")
@@ -234,23 +215,21 @@ class _Table:
     def _field(self, index: int) -> int:
         if index >= self.n_fields:
             return 0
-        off = self.buf.u16(self.vtable + 4 + 2 * index)
+        off = self.buf.number(self.vtable + 4 + 2 * index, "H", "uint16")
         return self.pos + off if off else 0
 
     def scalar(self, index: int, fmt: str, default: int = 0):
         pos = self._field(index)
         if not pos:
             return default
-        n = struct.calcsize(fmt)
-        self.buf.need(pos, n, "%s field %d" % (self.kind, index))
-        return struct.unpack_from("<" + fmt, self.buf.data, pos)[0]
+        return self.buf.number(pos, fmt, "%s field %d" % (self.kind, index))
 
     def string(self, index: int) -> Optional[str]:
         pos = self._field(index)
         if not pos:
             return None
         start = self.buf.deref(pos)
-        n = self.buf.u32(start)
+        n = self.buf.number(start, "I", "uint32")
         self.buf.need(start + 4, n, "string")
         # Charged by length: many tensors may share one long name, and each read decodes a copy.
         self.buf.spend(1 + n // 4)
@@ -261,7 +240,7 @@ class _Table:
         if not pos:
             return 0, 0
         start = self.buf.deref(pos)
-        n = self.buf.u32(start)
+        n = self.buf.number(start, "I", "uint32")
         if n > _MAX_VECTOR:
             raise self.buf.fail("%s field %d claims %d elements" % (self.kind, index, n))
         self.buf.need(start + 4, n * elem_size, "vector")
