@@ -11,6 +11,7 @@ runtime*, the Python package that provides the interpreter (`interpreters.py`, `
 Where things are: `options.py` how to run a model (RunOptions and its choices); `session.py` opening a
 model on the Edge TPU or the CPU; `interpreters.py` which TFLite runtime; `runner.py` latency and what
 every result says; `accuracy.py` top-1/top-5; `edgetpu.py` finding a usable Edge TPU (`probe.py` is its
-child process); `os_devices.py` what the OS sees; `doctor.py` checks with fixes; `errors.py` typed errors
-and error -> exit code; `report.py` result header, JSON error envelope, atomic writes.
+child process, `libedgetpu.py` finds the library and is what the child asks it); `os_devices.py` what
+the OS sees; `doctor.py` checks with fixes; `errors.py` typed errors and error -> exit code; `report.py`
+result header, JSON error envelope, atomic writes.
 """

@@ -13,8 +13,9 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
-from .edgetpu import parse_device, query_library, select_device
+from .edgetpu import parse_device, select_device
 from .errors import EdgepipeError
+from .libedgetpu import query_library
 from .report import to_jsonable
 
 
