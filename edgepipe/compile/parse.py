@@ -140,6 +140,16 @@ class CompilerFailure:
     superseded: bool = False  # a failed `-d` attempt that a later attempt replaced
 
 
+def _summed(attr: str) -> property:
+    """A read-only property: the blocks' `attr` added up, None when a block lacks it or there is none."""
+
+    def total(self: CompilerOutput) -> Optional[int]:
+        values = [getattr(b, attr) for b in self.blocks]
+        return None if not values or any(v is None for v in values) else sum(values)
+
+    return property(total)
+
+
 @dataclass
 class CompilerOutput:
     version: Optional[str] = None
@@ -178,25 +188,11 @@ class CompilerOutput:
         """All failure lines of the deciding attempt, in order: the compiler's own words."""
         return " / ".join(line for attempt, line in self.failure_lines if attempt == self.last_attempt)
 
-    def _total(self, attr: str) -> Optional[int]:
-        values = [getattr(b, attr) for b in self.blocks]
-        return None if not values or any(v is None for v in values) else sum(values)
-
-    @property
-    def total_ops(self) -> Optional[int]:
-        return self._total("ops_total")
-
-    @property
-    def tpu_ops(self) -> Optional[int]:
-        return self._total("tpu_ops")
-
-    @property
-    def cpu_ops(self) -> Optional[int]:
-        return self._total("cpu_ops")
-
-    @property
-    def subgraphs(self) -> Optional[int]:
-        return self._total("subgraphs")
+    # Summed over the model blocks; unknown (None) unless every block states it.
+    total_ops = _summed("ops_total")
+    tpu_ops = _summed("tpu_ops")
+    cpu_ops = _summed("cpu_ops")
+    subgraphs = _summed("subgraphs")
 
     @property
     def operators(self) -> List[OperatorRow]:
