@@ -5,6 +5,9 @@ Conventions for every command:
 - Progress and warnings go to stderr, so `--json` output can be piped.
 - A failure is one line on stderr, `error: ...`, and the exit code of its error class
   (README, "Exit codes"). `--debug` (before the command) shows the traceback too.
+
+Over 500 lines because it is the whole command list: one function per command, its options and help,
+and no logic that belongs to a stage or to rendering.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Literal text: almost every string shown here came from a user, a file, a compile
 MarkupError). So the consoles have markup off, tables are `LiteralTable`s, and styling is applied
 only through `Text` parts (`line`); nothing is ever parsed as markup.
 
-About 500 lines: one renderer per command, kept together on purpose (issue 9: one home for rendering).
+Over 500 lines on purpose: one renderer per command, kept together as the one home of host rendering.
 """
 
 from __future__ import annotations
