@@ -106,7 +106,7 @@ class CompileRejected(EdgepipeError):
 
 
 class InventoryError(EdgepipeError):
-    """A fleet inventory (or baseline) file is missing, not JSON, or does not follow the format (edgepipe/fleet.py)."""
+    """A fleet inventory (or baseline) file is missing, not JSON, or does not follow the format (fleet/inventory.py)."""
 
     exit_code = 2
 

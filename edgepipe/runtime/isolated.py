@@ -1,6 +1,7 @@
 """Running a user's model in a child process, so that a crash of the TFLite runtime becomes an error.
 
-A malformed model can make the interpreter die with SIGSEGV inside `invoke()` (../shared/models/hostile):
+A malformed model can make the interpreter die with SIGSEGV inside `invoke()` (a few bytes changed in a
+valid model are enough for LiteRT 2.3 and tflite_runtime 2.14):
 in-process that kills edgepipe without a word and loses every other result. `run_isolated(model, work, ...)`
 forks; the child calls `work(..., progress)` (which opens the session and measures: the timing loop runs
 there, unchanged) and sends back its return value, or its EdgepipeError, through a pipe. A child killed

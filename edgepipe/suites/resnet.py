@@ -50,7 +50,8 @@ RESNET50_SIZE = 224
 RESNET50_KERAS_WEIGHTS = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"  # the name Keras caches them under
 DEFAULT_OPTIONS = RunOptions(runs=50, warmup=5)
 
-# MLPerf Tiny's published figures for the reference ResNet-8 (../shared/models/mlperf-tiny-resnet8/MANIFEST.md):
+# MLPerf Tiny's published figures for the reference ResNet-8 (github.com/mlcommons/tiny, in
+# benchmark/training/image_classification/Logs/: testing_log.txt and tflite_testing_log.txt):
 # its Keras float model 90.0 % and its int8 TFLite 88.5 % on the benchmark's 200 performance samples
 # (original CIFAR-10 pixels); the size ratio is that of MLPerf's own published files (98,496 / 318,144
 # bytes). MLPerf publishes no float-vs-int8 speed-up for it.
