@@ -131,7 +131,6 @@ def compile_models(
         timeout_s=timeout_s,
         min_runtime=runtime,
         min_runtime_source=runtime_source,
-        allow_cpu_ops=allow_cpu_ops,
         preflight=preflight,
         disagreements=disagreements,
         source="edgetpu_compiler",

@@ -79,6 +79,7 @@ class Decision:
     reasons: List[str]
     failure: Optional[CompilerFailure]  # what decided "failed"
     warnings: List[str]
+    allow_cpu_ops: int  # the gate it was decided with
 
 
 @dataclass
@@ -172,7 +173,7 @@ def decide(
     if failure is None and invalid_outputs:
         failure = CompilerFailure("invalid_output", "; ".join(invalid_outputs))
     if failure is not None:
-        return Decision("failed", [failure.message], failure, warnings)
+        return Decision("failed", [failure.message], failure, warnings, allow_cpu_ops)
 
     reasons: List[str] = []
     for b in out.blocks:
@@ -201,7 +202,7 @@ def decide(
         rows = [r for r in out.operators if not r.mapped]
         named = _describe_rows(rows) if rows else "the output names none (no operator table in it)"
         reasons.append("%d ops would run on the CPU (allowed %d): %s" % (cpu_ops, allow_cpu_ops, named))
-    return Decision("rejected" if reasons else "accepted", reasons, None, warnings)
+    return Decision("rejected" if reasons else "accepted", reasons, None, warnings, allow_cpu_ops)
 
 
 def _error_dict(
@@ -252,7 +253,6 @@ def build_report(
     *,
     compiler_output: str,
     results: List[ModelResult],
-    allow_cpu_ops: int,
     preflight: str,
     disagreements: List[Dict[str, Any]],
     source: str,
@@ -284,7 +284,7 @@ def build_report(
         min_runtime_source=min_runtime_source,
         tpu_ops=out.tpu_ops,
         cpu_ops=out.cpu_ops,
-        allow_cpu_ops=allow_cpu_ops,
+        allow_cpu_ops=decision.allow_cpu_ops,
         total_ops=out.total_ops,
         subgraphs=out.subgraphs,
         on_chip_bytes=sum(on_chip) if on_chip else None,
