@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 MAPPED = "Mapped to Edge TPU"
 
@@ -59,6 +59,35 @@ _GENERIC_FAILURE = re.compile(r"^(ERROR:|Compilation failed|Invalid model:|Model
 
 def _bytes(value: str, unit: str) -> int:
     return int(round(float(value) * _UNITS[unit]))
+
+
+# Summary lines that set one field of the current model block: pattern name -> (field, value) of its match.
+_BLOCK_FIELDS: Tuple[Tuple[str, Callable[[re.Match[str]], Tuple[str, Any]]], ...] = (
+    ("size", lambda m: ("input_bytes" if m.group(1) == "Input" else "output_bytes", _bytes(m.group(2), m.group(3)))),
+    ("output", lambda m: ("output", m.group(1).strip())),
+    ("on_chip", lambda m: (_ON_CHIP_FIELD[m.group(1)], _bytes(m.group(2), m.group(3)))),
+    ("off_chip", lambda m: ("off_chip_bytes", _bytes(m.group(1), m.group(2)))),
+    ("subgraphs", lambda m: ("subgraphs", int(m.group(1)))),
+    ("total", lambda m: ("total_ops", int(m.group(1)))),
+    ("oplog", lambda m: ("log_name", m.group(1).strip())),
+    ("run_on", lambda m: ("reported_tpu_ops" if m.group(1) == "Edge TPU" else "reported_cpu_ops", int(m.group(2)))),
+    ("not_all", lambda m: ("not_all_mapped", True)),
+)
+_ON_CHIP_FIELD = {
+    "used": "on_chip_bytes",
+    "remaining": "on_chip_remaining_bytes",
+    "available": "on_chip_remaining_bytes",
+}
+
+
+def _set_block_field(current: Callable[[], ModelBlock], line: str) -> bool:
+    """Set the block field `line` states (see _BLOCK_FIELDS); False when it states none."""
+    for name, field_of in _BLOCK_FIELDS:
+        m = _RE[name].match(line)
+        if m:
+            setattr(current(), *field_of(m))
+            return True
+    return False
 
 
 @dataclass
@@ -259,48 +288,12 @@ def _parse(text: str) -> CompilerOutput:
             out.compile_times_ms.append(int(m.group(2)))
             out.cocompiled = out.cocompiled or m.group(1) == "Models"
             continue
-        m = _RE["size"].match(line)
-        if m:
-            attr = "input_bytes" if m.group(1) == "Input" else "output_bytes"
-            setattr(current(), attr, _bytes(m.group(2), m.group(3)))
-            continue
         m = _RE["input"].match(line)
         if m:  # "Input model:" opens a console block, "Input:" a .log
             block = ModelBlock(input=m.group(2).strip(), log_format=not m.group(1))
             out.blocks.append(block)
             continue
-        m = _RE["output"].match(line)
-        if m:
-            current().output = m.group(1).strip()
-            continue
-        m = _RE["on_chip"].match(line)
-        if m:
-            attr = "on_chip_bytes" if m.group(1) == "used" else "on_chip_remaining_bytes"
-            setattr(current(), attr, _bytes(m.group(2), m.group(3)))
-            continue
-        m = _RE["off_chip"].match(line)
-        if m:
-            current().off_chip_bytes = _bytes(m.group(1), m.group(2))
-            continue
-        m = _RE["subgraphs"].match(line)
-        if m:
-            current().subgraphs = int(m.group(1))
-            continue
-        m = _RE["total"].match(line)
-        if m:
-            current().total_ops = int(m.group(1))
-            continue
-        m = _RE["oplog"].match(line)
-        if m:
-            current().log_name = m.group(1).strip()
-            continue
-        m = _RE["run_on"].match(line)
-        if m:
-            attr = "reported_tpu_ops" if m.group(1) == "Edge TPU" else "reported_cpu_ops"
-            setattr(current(), attr, int(m.group(2)))
-            continue
-        if _RE["not_all"].match(line):
-            current().not_all_mapped = True
+        if _set_block_field(current, line):
             continue
         if _RE["succeeded"].match(line):
             out.succeeded_lines += 1
