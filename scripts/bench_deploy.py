@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,17 +22,13 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from _bench import CORAL_MODELS, model_missing
+from loopback_sshd import SshdUnavailable, accepted_logins, loopback_sshd
 
-from loopback_sshd import SshdUnavailable, accepted_logins, loopback_sshd  # noqa: E402
+from edgepipe.deploy import deploy, parse_target
+from edgepipe.runtime.options import RunOptions
 
-from edgepipe.deploy import deploy, parse_target  # noqa: E402
-from edgepipe.runtime.options import RunOptions  # noqa: E402
-
-SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
-MODEL = SHARED / "models" / "coral-test-data" / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
+MODEL = CORAL_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 TARGET_S = 1.2
 
 
@@ -43,8 +38,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    if not os.path.isfile(args.model):
-        print("model not found: %s" % args.model, file=sys.stderr)
+    if model_missing(args.model):
         return 3
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         root = Path(tmp)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -23,23 +22,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, List
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from _bench import CORAL_MODELS, model_missing
+from loopback_sshd import SshdUnavailable, loopback_sshd
 
-from loopback_sshd import SshdUnavailable, loopback_sshd  # noqa: E402
+from edgepipe.fleet import validate_fleet
 
-from edgepipe.fleet import validate_fleet  # noqa: E402
-
-SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
-MODEL = SHARED / "models" / "coral-test-data" / "mobilenet_v1_0.25_128_quant.tflite"
+MODEL = CORAL_MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 TARGET_RATIO = 0.3
 
 
 def slow_python(folder: Path, delay: float) -> Path:
     """A `python` that waits `delay` seconds before it starts, like a slow board's interpreter."""
     wrapper = folder / "slow-python"
-    wrapper.write_text("#!/bin/sh\nsleep %s\nexec %s \"$@\"\n" % (delay, sys.executable))
+    wrapper.write_text('#!/bin/sh\nsleep %s\nexec %s "$@"\n' % (delay, sys.executable))
     wrapper.chmod(0o755)
     return wrapper
 
@@ -70,8 +65,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delay", type=float, default=1.0, help="seconds each board's python waits first")
     args = parser.parse_args()
-    if not MODEL.is_file():
-        print("model not found: %s (set EDGEPIPE_SHARED)" % MODEL, file=sys.stderr)
+    if model_missing(MODEL):
         return 3
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, ExitStack() as stack:
         root = Path(tmp)

@@ -15,17 +15,14 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import List
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _bench import CORAL_MODELS, model_missing
 
-from edgepipe.runtime.runner import benchmark  # noqa: E402
-from edgepipe.runtime.session import open_session  # noqa: E402
+from edgepipe.runtime.runner import benchmark
+from edgepipe.runtime.session import open_session
 
-SHARED = Path(os.environ.get("EDGEPIPE_SHARED", REPO.parent / "shared"))
-DEFAULT_MODEL = SHARED / "models" / "coral-test-data" / "mobilenet_v1_0.25_128_quant.tflite"
+DEFAULT_MODEL = CORAL_MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 TARGET = 0.05
 
 
@@ -50,8 +47,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
-    if not os.path.isfile(args.model):
-        print("model not found: %s" % args.model, file=sys.stderr)
+    if model_missing(args.model):
         return 3
 
     session = open_session(args.model, backend="cpu", tflite_runtime=args.runtime, threads=args.threads)
