@@ -18,12 +18,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..deploy import parse_target
 from ..errors import EdgepipeError, InventoryError
-from ..runtime.options import BACKENDS, RunOptions
+from ..runtime.options import BACKENDS, MAX_RUNS, RunOptions
 from ..runtime.report import sha256_file
 
 DEFAULT_RUNS = 50
 DEFAULT_WARMUP = 5
-MAX_RUNS = 1_000_000  # a board doing more than this is a typo, and 10**22 would overflow the runner
 MAX_EVAL_LIMIT = 10_000_000
 DEFAULT_BOARD_TIMEOUT_S = 1800.0  # one board, all of its deploy; a big model on a slow board takes minutes
 MAX_BOARD_TIMEOUT_S = 7 * 24 * 3600.0
