@@ -5,16 +5,21 @@ All three expose the same `Interpreter(model_path=..., experimental_delegates=..
 and `load_delegate(library, options)`, so the rest of the runner only sees a `TfliteRuntime`.
 `$EDGEPIPE_TFLITE_RUNTIME` (or the `name` argument) forces one, e.g. to compare two side by side.
 TensorFlow is tried last because importing it takes seconds and it is never on a board.
+
+`quiet_runtime_log()` keeps the runtimes' C++ chatter ("INFO: Created TensorFlow Lite XNNPACK delegate
+for CPU.", printed to file descriptor 2 at a process's first allocate_tensors) out of normal output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from .errors import RuntimeNotFoundError
 from .options import TFLITE_RUNTIME_ALIASES, TFLITE_RUNTIMES
@@ -25,6 +30,45 @@ INSTALL_HINT = (
     "Install one: `pip install ai-edge-litert` (Python 3.9+), or `pip install tflite-runtime` "
     "(Coral Dev Board: `sudo apt-get install python3-tflite-runtime`)"
 )
+
+# Lines a TFLite runtime prints to file descriptor 2 that tell the user nothing they can act on. LiteRT
+# and tf.lite print the first at the first allocate_tensors of every process (their C++ logger ignores
+# $TF_CPP_MIN_LOG_LEVEL, so the line can only be filtered out of what reaches the descriptor).
+RUNTIME_CHATTER = frozenset(["INFO: Created TensorFlow Lite XNNPACK delegate for CPU."])
+
+
+@contextlib.contextmanager
+def quiet_runtime_log() -> Iterator[None]:
+    """Inside the block, file descriptor 2 goes to a temporary file; at its end every line written there
+    except RUNTIME_CHATTER is written to stderr, in order, so a real warning or error is only delayed.
+
+    The TFLite runtimes write from C++ straight to the descriptor, which sys.stderr cannot intercept.
+    Keep the block to interpreter creation and allocate_tensors: if the process dies by a signal inside
+    it, what the runtime printed there is lost with it.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a daemon): nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().splitlines(True)
+                if line.rstrip(b"\r\n").decode("utf-8", "replace") not in RUNTIME_CHATTER
+            ]
+            replay = b"".join(kept)
+            while replay:
+                replay = replay[os.write(2, replay) :]
 
 
 @dataclass
@@ -173,8 +217,10 @@ def survey_tflite_runtimes(include_tensorflow: bool = True) -> List[Dict[str, An
 
 __all__ = [
     "TFLITE_RUNTIME_ENV",
+    "RUNTIME_CHATTER",
     "TfliteRuntime",
     "load_tflite_runtime",
+    "quiet_runtime_log",
     "requested_tflite_runtime",
     "survey_tflite_runtimes",
 ]

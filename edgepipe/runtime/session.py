@@ -23,7 +23,7 @@ from typing import Any, List, Optional, Tuple
 
 from .edgetpu import EdgeTpuDevice, EdgeTpuTarget, require_edgetpu
 from .errors import BackendError, InferenceError, NoEdgeTpuError
-from .interpreters import TfliteRuntime, load_tflite_runtime
+from .interpreters import TfliteRuntime, load_tflite_runtime, quiet_runtime_log
 from .options import RunOptions
 from .tflite_reader import EDGETPU_CUSTOM_OP, Model, read_model
 
@@ -149,8 +149,11 @@ def _cpu_session(
 ) -> Session:
     start = time.perf_counter()
     try:
-        interpreter = tflite.make_interpreter(run_path, num_threads=num_threads, reference_kernels=reference_kernels)
-        interpreter.allocate_tensors()
+        with quiet_runtime_log():
+            interpreter = tflite.make_interpreter(
+                run_path, num_threads=num_threads, reference_kernels=reference_kernels
+            )
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise _load_error(run_path, tflite, exc) from None
     return Session(
@@ -181,14 +184,15 @@ def _edgetpu_session(
     # pycoral is built against tflite_runtime; with another runtime its interpreter would be a stranger.
     via_pycoral = tflite.name == "tflite_runtime" and pycoral_version() is not None
     try:
-        if via_pycoral:
-            from pycoral.utils.edgetpu import make_interpreter
+        with quiet_runtime_log():
+            if via_pycoral:
+                from pycoral.utils.edgetpu import make_interpreter
 
-            interpreter = make_interpreter(model_path, device=device)
-        else:
-            delegate = tflite.load_delegate(target.library, {"device": device} if device else {})
-            interpreter = tflite.make_interpreter(model_path, delegates=[delegate], num_threads=num_threads)
-        interpreter.allocate_tensors()
+                interpreter = make_interpreter(model_path, device=device)
+            else:
+                delegate = tflite.load_delegate(target.library, {"device": device} if device else {})
+                interpreter = tflite.make_interpreter(model_path, delegates=[delegate], num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError, OSError) as exc:
         raise NoEdgeTpuError(
             "the Edge TPU %s passed the probe but failed to load %s in this process: %s"
