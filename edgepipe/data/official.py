@@ -55,13 +55,13 @@ def official_mnist(
     cache_data = cache_dir() / "data"
     if _has_all(cache_data / "mnist"):
         return OfficialData(cache_data, "found", "official MNIST files in the download cache %s" % cache_data)
-    where = str(located / "mnist") if located is not None else "no data directory"
+    where = str(located / "mnist") if located is not None else "no --data-dir or $EDGEPIPE_DATA, none in the cache"
     if offline_requested(offline):
         return OfficialData(None, "offline", "official MNIST files not found (%s) and downloading is off" % where)
     source = os.environ.get(BASE_URL_ENV) or registry_entry("mnist")["files"][0]["urls"][0]["url"].rsplit("/", 1)[0]
     if say is not None:
         say(
-            "the official MNIST files are not in %s: downloading them (11.6 MB) from %s into %s, each checked "
+            "the official MNIST files were not found (%s): downloading them (11.6 MB) from %s into %s, each checked "
             "against its sha256 (--offline or %s=1 forbids this)" % (where, source, cache_data / "mnist", OFFLINE_ENV)
         )
     try:
