@@ -13,10 +13,11 @@ and no logic that belongs to a stage or to rendering.
 from __future__ import annotations
 
 import functools
+import inspect
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Annotated, Any, Callable, List, Optional
 
 import typer
 from rich.text import Text
@@ -45,9 +46,12 @@ from .runtime.options import (
     BACKEND_HELP,
     BACKENDS,
     CPU_MODEL_HELP,
+    DEFAULT_RUNS,
+    DEFAULT_WARMUP,
     DEVICE_HELP,
     TFLITE_RUNTIME_CHOICES,
     TFLITE_RUNTIME_HELP,
+    THREADS_HELP,
     RunOptions,
 )
 
@@ -99,6 +103,99 @@ def _main_options(
     _state["debug"] = debug
 
 
+# --- options several commands take: each declared once here; a command gives its default (`as_json: AsJson = False`)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Data directory (default: $EDGEPIPE_DATA, then the download cache)."),
+]
+Compiler = Annotated[
+    Optional[str],
+    typer.Option("--compiler", help="edgetpu_compiler to use (default: $EDGEPIPE_EDGETPU_COMPILER, then PATH)."),
+]
+Limit = Annotated[
+    Optional[int],
+    typer.Option(
+        "--limit", min=1, help="Evaluate a seeded class-balanced sample of N images (an equal share of each class)."
+    ),
+]
+AllowCpuOps = Annotated[int, typer.Option("--allow-cpu-ops", min=0, help="Accept up to N ops left on the CPU.")]
+MultipleSubgraphs = Annotated[
+    bool,
+    typer.Option("--multiple-subgraphs", help="The compiler's experimental mode: several Edge TPU subgraphs (-a)."),
+]
+Preprocess = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preprocess",
+        help="unit, raw, symmetric or caffe (default: quantized inputs take raw pixels, float inputs pixel/255).",
+    ),
+]
+Baseline = Annotated[Optional[Path], typer.Option("--baseline", help="A previous fleet_report.json to compare.")]
+
+# The run options' choices come from their one declaration (edgepipe.runtime.options), as typer Enums.
+Backend = Enum("Backend", [(name, name) for name in BACKENDS], type=str)  # type: ignore[misc]
+TfliteRuntimeChoice = Enum("TfliteRuntimeChoice", [(n, n) for n in TFLITE_RUNTIME_CHOICES], type=str)  # type: ignore[misc]
+
+
+def _sentence(phrase: str) -> str:
+    return phrase[0].upper() + phrase[1:] + "."
+
+
+def takes_run_options(
+    runs: Optional[int] = None, warmup: int = DEFAULT_WARMUP, every: bool = True, backend_help: str = BACKEND_HELP
+) -> Callable[[Callable], Callable]:
+    """Give a command the run options as typer options, and call it with them as one `options: RunOptions`
+    (the host's counterpart of the device side's `options.add_arguments`).
+
+    They go where the command declares `options` (keyword-only): --backend and --device; with `every`,
+    --cpu-model, --runtime and --threads; with `runs`, --runs and --warmup (these defaults). RunOptions checks
+    their values (a one-line error, exit 2); typer bounds would print a boxed one.
+    """
+    declared = [
+        ("backend", Annotated[Backend, typer.Option("--backend", help=_sentence(backend_help))], "auto"),
+        ("device", Annotated[Optional[str], typer.Option("--device", help=_sentence(DEVICE_HELP))], None),
+    ]
+    if runs is not None:
+        warmup_help = "Untimed runs after the first (timed separately) one."
+        declared += [
+            ("runs", Annotated[int, typer.Option("--runs", help="Timed runs.")], runs),
+            ("warmup", Annotated[int, typer.Option("--warmup", help=warmup_help)], warmup),
+        ]
+    if every:
+        declared += [
+            ("cpu_model", Annotated[Optional[Path], typer.Option("--cpu-model", help=_sentence(CPU_MODEL_HELP))], None),
+            (
+                "tflite_runtime",
+                Annotated[
+                    Optional[TfliteRuntimeChoice], typer.Option("--runtime", help=_sentence(TFLITE_RUNTIME_HELP))
+                ],
+                None,
+            ),
+            ("threads", Annotated[Optional[int], typer.Option("--threads", help=_sentence(THREADS_HELP))], None),
+        ]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_options(**given: Any) -> Any:
+            fields = {name: given.pop(name) for name, _, _ in declared}
+            given["options"] = RunOptions(**{k: v.value if isinstance(v, Enum) else v for k, v in fields.items()})
+            return command(**given)
+
+        params = []
+        for param in inspect.signature(command, eval_str=True).parameters.values():
+            if param.name != "options":
+                params.append(param)
+                continue
+            for name, annotation, default in declared:
+                params.append(inspect.Parameter(name, param.KEYWORD_ONLY, default=default, annotation=annotation))
+        with_options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what typer reads
+        return with_options
+
+    return decorate
+
+
 # --- convert (issue: converter) -------------------------------------------------------------
 
 
@@ -131,7 +228,10 @@ def convert_command(
         "float: for comparison.",
     ),
     calib: Optional[str] = typer.Option(
-        None, "--calib", help="Calibration data: mnist, cifar10, images:DIR (class folders) or npy:FILE.npy."
+        None,
+        "--calib",
+        help="Calibration data: mnist, cifar10, images:DIR (class folders, or labels.csv of filename,class_index "
+        "beside the images) or npy:FILE.npy.",
     ),
     calib_samples: int = typer.Option(200, "--calib-samples", min=1, help="Calibration samples (seeded choice)."),
     seed: int = typer.Option(0, "--seed", help="Seed for choosing calibration samples."),
@@ -140,13 +240,9 @@ def convert_command(
         "--preprocess",
         help="Pixels → model input as in training: unit (/255), raw (0-255), symmetric ([-1,1]), caffe.",
     ),
-    data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Data directory (default: $EDGEPIPE_DATA, then the download cache)."
-    ),
-    allow_cpu_ops: int = typer.Option(
-        0, "--allow-cpu-ops", min=0, help="edgetpu: accept up to N ops the pre-flight predicts on the CPU."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    data_dir: DataDir = None,
+    allow_cpu_ops: AllowCpuOps = 0,
+    as_json: AsJson = False,
 ) -> None:
     """Convert a Keras, SavedModel or ONNX model to TFLite; for the Edge TPU, verify full int8 and pre-flight it."""
     import signal
@@ -180,12 +276,7 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("list")
 @handles_errors
-def data_list_command(
-    data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Data directory (default: $EDGEPIPE_DATA, then the download cache)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
+def data_list_command(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """List the registry's datasets and what is found (each found file is checksum-verified)."""
     from .data import list_data
 
@@ -202,7 +293,7 @@ def data_download_command(
     base_url: Optional[str] = typer.Option(
         None, "--base-url", help="Fetch <URL>/<file> instead of the registry's official URLs (a mirror)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Download a registry dataset; every file is checksum-verified before it is (atomically) written."""
     from .data import fetch_dataset
@@ -217,10 +308,8 @@ def data_download_command(
 @handles_errors
 def inspect_command(
     model: Path = typer.Argument(..., help="A .tflite model, uncompiled or compiled (*_edgetpu.tflite)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    multiple_subgraphs: bool = typer.Option(
-        False, "--multiple-subgraphs", help="Predict for the compiler's experimental multiple-subgraph mode (-a)."
-    ),
+    as_json: AsJson = False,
+    multiple_subgraphs: MultipleSubgraphs = False,
 ) -> None:
     """Read a model without TensorFlow: Edge TPU pre-flight per op, or where a compiled model runs."""
     from .runtime.preflight import inspect_file
@@ -238,9 +327,7 @@ def compile_command(
         None, help="Uncompiled int8 .tflite model(s); several are co-compiled to share the parameter cache."
     ),
     out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir", help="Where compiled models, logs, report go."),
-    compiler: Optional[str] = typer.Option(
-        None, "--compiler", help="edgetpu_compiler to run (default: $EDGEPIPE_EDGETPU_COMPILER, then PATH)."
-    ),
+    compiler: Compiler = None,
     min_runtime: Optional[int] = typer.Option(
         None, "--min-runtime", min=1, help="Oldest Edge TPU runtime version the output must load on (-m)."
     ),
@@ -255,17 +342,15 @@ def compile_command(
     intermediate_tensors: Optional[str] = typer.Option(
         None, "--intermediate-tensors", help="Comma-separated tensor names to end the Edge TPU part at (-i)."
     ),
-    multiple_subgraphs: bool = typer.Option(
-        False, "--multiple-subgraphs", help="Experimental: allow several Edge TPU subgraphs (-a)."
-    ),
-    allow_cpu_ops: int = typer.Option(0, "--allow-cpu-ops", min=0, help="Accept up to N ops left on the CPU."),
+    multiple_subgraphs: MultipleSubgraphs = False,
+    allow_cpu_ops: AllowCpuOps = 0,
     from_log: Optional[Path] = typer.Option(
         None,
         "--from-log",
         help="Judge saved compiler output (console text or .log) instead of compiling; "
         "with MODEL, also compare it with MODEL's pre-flight.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Compile for the Edge TPU with edgetpu_compiler and judge the result (accepted / rejected / failed)."""
     from .compile import REPORT_NAME, compile_models, report_from_log, verdict_error
@@ -318,29 +403,6 @@ def compile_command(
 
 # --- bench / eval / doctor (issue: runner) --------------------------------------------------
 
-# The run options' choices come from their one declaration (edgepipe.runtime.options), as typer Enums.
-Backend = Enum("Backend", [(name, name) for name in BACKENDS], type=str)  # type: ignore[misc]
-TfliteRuntimeChoice = Enum("TfliteRuntimeChoice", [(n, n) for n in TFLITE_RUNTIME_CHOICES], type=str)  # type: ignore[misc]
-_BACKEND_HELP = BACKEND_HELP[0].upper() + BACKEND_HELP[1:] + "."
-_DEVICE_HELP = DEVICE_HELP + "."
-_CPU_MODEL_HELP = CPU_MODEL_HELP[0].upper() + CPU_MODEL_HELP[1:] + "."
-_RUNTIME_HELP = TFLITE_RUNTIME_HELP + "."
-_PREPROCESS_HELP = "unit, raw, symmetric or caffe (default: quantized inputs take raw pixels, float inputs pixel/255)."
-
-
-def _run_options(
-    backend: Any, device: Optional[str], cpu_model: Optional[Path], runtime: Any, threads: Optional[int], **bench: int
-) -> RunOptions:
-    """The command line's run options as the one `RunOptions` every stage takes."""
-    return RunOptions(
-        backend=backend.value,
-        device=device,
-        cpu_model=str(cpu_model) if cpu_model else None,
-        tflite_runtime=runtime.value if runtime is not None else None,
-        threads=threads,
-        **bench,
-    )
-
 
 def _check_choice(value: Optional[str], choices: tuple, param: str) -> None:
     if value is not None and value not in choices:
@@ -349,44 +411,34 @@ def _check_choice(value: Optional[str], choices: tuple, param: str) -> None:
 
 @app.command("bench")
 @handles_errors
+@takes_run_options(runs=DEFAULT_RUNS)
 def bench_command(
     model: Path = typer.Argument(..., help="A .tflite model: uncompiled, or compiled (*_edgetpu.tflite)."),
-    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
-    cpu_model: Optional[Path] = typer.Option(None, "--cpu-model", help=_CPU_MODEL_HELP),
-    runs: int = typer.Option(100, "--runs", min=1, help="Timed runs."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs after the first (timed separately) one."),
-    runtime: Optional[TfliteRuntimeChoice] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU interpreter threads."),
-    preprocess: Optional[str] = typer.Option(None, "--preprocess", help=_PREPROCESS_HELP),
+    *,
+    options: RunOptions,
+    preprocess: Preprocess = None,
     image: Optional[Path] = typer.Option(None, "--image", help="Time this image (resized) instead of random pixels."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Latency: first inference, then invoke-only and end-to-end min/mean/std/p50/p90/p99/max in ms."""
     from .host_runner import bench_model
 
-    options = _run_options(backend, device, cpu_model, runtime, threads, runs=runs, warmup=warmup)
-    report = bench_model(model, options, preset=preprocess, image=image)
-    show_bench(report, as_json)
+    show_bench(bench_model(model, options, preset=preprocess, image=image), as_json)
 
 
 @app.command("eval")
 @handles_errors
+@takes_run_options()
 def eval_command(
     model: Path = typer.Argument(..., help="A .tflite classifier: uncompiled, or compiled (*_edgetpu.tflite)."),
     dataset: str = typer.Option(..., "--dataset", help="mnist, cifar10, images:DIR or npy:FILE (with --labels)."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N images (same N from each class)."
-    ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets are (default: $EDGEPIPE_DATA)."),
+    limit: Limit = None,
+    data_dir: DataDir = None,
     split: str = typer.Option("test", "--split", help="test, train or all."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Integer labels (.npy) for an npy: dataset."),
-    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
-    cpu_model: Optional[Path] = typer.Option(None, "--cpu-model", help=_CPU_MODEL_HELP),
-    runtime: Optional[TfliteRuntimeChoice] = typer.Option(None, "--runtime", help=_RUNTIME_HELP),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU interpreter threads."),
-    preprocess: Optional[str] = typer.Option(None, "--preprocess", help=_PREPROCESS_HELP),
+    *,
+    options: RunOptions,
+    preprocess: Preprocess = None,
     label_offset: Optional[int] = typer.Option(
         None, "--label-offset", min=0, help="Outputs before class 0 (default: 1 if the model has one extra output)."
     ),
@@ -394,7 +446,7 @@ def eval_command(
     offline: bool = typer.Option(
         False, "--offline", help="Never download the official MNIST files (or EDGEPIPE_OFFLINE=1)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Accuracy: top-1, top-5, per-class accuracy and (up to 100 classes) the confusion matrix."""
     from contextlib import nullcontext
@@ -404,7 +456,6 @@ def eval_command(
     from .host_runner import eval_model
 
     _check_choice(split, ("test", "train", "all"), "--split")
-    options = _run_options(backend, device, cpu_model, runtime, threads)
     if dataset == "mnist":  # as the suite does: fetched into the cache (verified) when not found
         from .data.official import official_mnist
 
@@ -436,11 +487,9 @@ def eval_command(
 @app.command("doctor")
 @handles_errors
 def doctor_command(
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
     check_tensorflow: bool = typer.Option(False, "--check-tensorflow", help="Also import TensorFlow (slow)."),
-    compiler: Optional[str] = typer.Option(
-        None, "--compiler", help="edgetpu_compiler to check (default: $EDGEPIPE_EDGETPU_COMPILER, then PATH)."
-    ),
+    compiler: Compiler = None,
     cpu_only: bool = typer.Option(
         False,
         "--cpu-only",
@@ -467,39 +516,33 @@ def doctor_command(
 # --- suite (issue: runner) ------------------------------------------------------------------
 
 
-_SUITE_BACKEND_HELP = "Backend for compiled variants (float and int8 ones run on the CPU): " + BACKEND_HELP + "."
+_SUITE_BACKEND_HELP = "backend for compiled variants (float and int8 ones run on the CPU): " + BACKEND_HELP
 
 
 @suite_app.command("mnist")
 @handles_errors
+@takes_run_options(runs=200, every=False, backend_help=_SUITE_BACKEND_HELP)
 def suite_mnist_command(
     out_dir: Path = typer.Option(Path("runs/mnist"), "--out", help="Folder for models and results.json."),
-    data_dir: Optional[Path] = typer.Option(
-        None,
-        "--data-dir",
-        envvar="EDGEPIPE_DATA",
-        help="Data folder with mnist/*.gz (default: the download cache; fetched there, verified, when missing).",
-    ),
+    data_dir: DataDir = None,
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed for training, calibration and splits."),
-    backend: Backend = typer.Option("auto", "--backend", help=_SUITE_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
-    runs: int = typer.Option(200, "--runs", min=1, help="Timed inferences per variant."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed inferences before timing."),
-    compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to use (default: PATH)."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N test images."
-    ),
+    *,
+    options: RunOptions,
+    compiler: Compiler = None,
+    limit: Limit = None,
     offline: bool = typer.Option(
-        False, "--offline", help="Never download the official MNIST files (or EDGEPIPE_OFFLINE=1): 5k fallback."
+        False,
+        "--offline",
+        help="Never download the official MNIST files into the download cache (or EDGEPIPE_OFFLINE=1); "
+        "without them, the embedded 5k sample.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """The seed notebook end to end: train, convert float + Edge TPU int8, compile, evaluate, bench."""
     from .suites.common import stdout_to_stderr
     from .suites.mnist import run_mnist_suite
 
-    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     with stdout_to_stderr():
         report = run_mnist_suite(
             out_dir, data_dir=data_dir, epochs=epochs, seed=seed, options=options, compiler=compiler, limit=limit,
@@ -511,10 +554,11 @@ def suite_mnist_command(
 
 @suite_app.command("resnet")
 @handles_errors
+@takes_run_options(runs=50, warmup=5, every=False, backend_help=_SUITE_BACKEND_HELP)
 def suite_resnet_command(
     out_dir: Path = typer.Option(Path("runs/resnet"), "--out", help="Folder for models and results.json."),
     models: List[str] = typer.Option(["resnet8", "resnet50"], "--model", help="resnet8 and/or resnet50 (repeat)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="EDGEPIPE_DATA", help="Data folder."),
+    data_dir: DataDir = None,
     resnet8: Optional[Path] = typer.Option(None, "--resnet8", help="MLPerf Tiny pretrainedResnet.h5."),
     weights: Optional[str] = typer.Option(
         None,
@@ -522,25 +566,22 @@ def suite_resnet_command(
         help="ResNet-50 weights: a file, imagenet (downloaded by Keras if not cached) or random (latency only). "
         "Default: Keras's cached ImageNet weights if present, else ResNet-50 is skipped (nothing is downloaded).",
     ),
-    images: Optional[Path] = typer.Option(None, "--images", help="ImageNet-style folder for ResNet-50."),
-    backend: Backend = typer.Option("auto", "--backend", help=_SUITE_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
-    runs: int = typer.Option(50, "--runs", min=1, help="Timed inferences per variant."),
-    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed inferences before timing."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Evaluate a seeded class-balanced sample of N images."
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="ImageNet-style folder for ResNet-50 (class folders, or labels.csv beside the images)."
     ),
+    *,
+    options: RunOptions,
+    limit: Limit = None,
     calib_samples: int = typer.Option(
         200, "--calib-samples", min=1, help="Calibration images (ResNet-8: taken from CIFAR-10, not evaluated)."
     ),
-    compiler: Optional[str] = typer.Option(None, "--compiler", help="edgetpu_compiler to use (default: PATH)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    compiler: Compiler = None,
+    as_json: AsJson = False,
 ) -> None:
     """ResNet-8 (MLPerf Tiny, CIFAR-10) and ResNet-50 (ImageNet-style folder): float vs int8 vs Edge TPU."""
     from .suites.common import stdout_to_stderr
     from .suites.resnet import run_resnet_suite
 
-    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     with stdout_to_stderr():  # Keras prints "Downloading data from …" on stdout
         report = run_resnet_suite(
             out_dir, models=models, data_dir=data_dir, resnet8=resnet8, weights=weights, images=images,
@@ -563,6 +604,7 @@ def _exit_on_failures(report: Any) -> None:
 
 @app.command("deploy")
 @handles_errors
+@takes_run_options(runs=DEFAULT_RUNS, every=False)
 def deploy_command(
     models: List[Path] = typer.Argument(..., help="One or more .tflite models (a compiled one brings its twin)."),
     to: str = typer.Option(..., "--to", help="ssh://user@host[:port], local:DIR or labgrid://PLACE."),
@@ -570,21 +612,18 @@ def deploy_command(
     python: Optional[str] = typer.Option(None, "--python", help="Python on the target (default: python3 over ssh)."),
     remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="Parent folder there (default: /tmp)."),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="SSH known_hosts file to use."),
-    backend: Backend = typer.Option("auto", "--backend", help=_BACKEND_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
-    runs: int = typer.Option(100, "--runs", min=1, help="Timed runs per model."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs before timing."),
+    *,
+    options: RunOptions,
     eval_spec: Optional[str] = typer.Option(None, "--eval", help="Also evaluate: mnist, cifar10 or images:DIR."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Images in the evaluation shard."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="EDGEPIPE_DATA", help="Datasets folder."),
+    limit: Limit = None,
+    data_dir: DataDir = None,
     keep: bool = typer.Option(False, "--keep", help="Leave the bundle on the target."),
     out_dir: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for results.json."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Put models on a device, run the device-side runner there (bench, eval), bring the results back."""
     from .deploy import deploy, parse_target
 
-    options = _run_options(backend, device, None, None, None, runs=runs, warmup=warmup)
     target = parse_target(to, python=python, identity=identity, remote_dir=remote_dir, known_hosts=known_hosts)
     with target:  # a labgrid place is held for the run and released after, whatever happens
         # Progress and notes hold target names and a remote host's words: printed literally (markup=False).
@@ -593,6 +632,7 @@ def deploy_command(
             progress=lambda message: err.print(message, style="dim", markup=False),
         )  # fmt: skip
     show_deploy(report, as_json)
+    report.raise_for_failures()  # a model crashed the runtime there: exit 23, after the others' results
 
 
 # --- fleet (issue: fleet) -------------------------------------------------------------------
@@ -605,12 +645,12 @@ app.add_typer(fleet_app, name="fleet")
 @handles_errors
 def fleet_validate_command(
     inventory: Path = typer.Argument(..., help="Inventory JSON: boards, models, expect (edgepipe/fleet/__init__.py)."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous fleet_report.json to compare."),
+    baseline: Baseline = None,
     out_dir: Path = typer.Option(Path("runs/fleet"), "--out", help="Folder for fleet_report.json and boards/."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Boards validated at once (default: min(4, boards))."),
     resume: bool = typer.Option(False, "--resume", help="Skip boards already judged in --out (pass or fail)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Validate shard K of N only (K/N; by board name)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: AsJson = False,
 ) -> None:
     """Deploy to every board, judge each against the expectations; exit 0 all pass, 1 any not, 2 bad inventory."""
     import signal
@@ -633,8 +673,8 @@ def fleet_validate_command(
 def fleet_merge_command(
     reports: List[Path] = typer.Argument(..., help="The fleet_report.json of every --shard K/N run."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the merged fleet_report.json."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous fleet_report.json to compare."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    baseline: Baseline = None,
+    as_json: AsJson = False,
 ) -> None:
     """Join shard reports into one fleet report, judged once against the baseline; exit 0 all pass, 1 any not."""
     from .fleet import merge_reports

@@ -219,7 +219,7 @@ def test_help_shows_flags_as_flags_on_every_command() -> None:
         assert "<bool>" not in result.output, (path, result.output)
     bench = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     assert re.search(r"--json\s+Print", bench), bench
-    assert "<int range>" in bench and "<auto|edgetpu|cpu>" in bench  # options with values keep their type
+    assert "<int>" in bench and "<auto|edgetpu|cpu>" in bench  # options with values keep their type
     usage = runner.invoke(app, ["doctor", "--json", "true"])
     assert usage.exit_code == 2  # and the flag really is a flag
 
