@@ -52,44 +52,33 @@ __all__ = [
 ]
 
 
-class TensorFlowMissingError(EdgepipeError):
+class TensorFlowMissingError(EdgepipeError, exit_code=30):
     """Conversion needs TensorFlow, which is an optional extra on the host."""
 
-    exit_code = 30
 
-
-class ConversionError(EdgepipeError):
+class ConversionError(EdgepipeError, exit_code=31):
     """The TensorFlow converter failed or crashed."""
 
-    exit_code = 31
 
-
-class UnquantizableOpsError(EdgepipeError):
+class UnquantizableOpsError(EdgepipeError, exit_code=32):
     """The converted model still holds float (or other non-int8) ops; nothing was written."""
-
-    exit_code = 32
 
     def __init__(self, message: str, offenders: list, hint: str = "") -> None:
         super().__init__(message, hint)
         self.offenders = offenders
 
 
-class EdgeTpuIncompatibleError(EdgepipeError):
+class EdgeTpuIncompatibleError(EdgepipeError, exit_code=33):
     """The model is int8, but the pre-flight predicts ops that would fall back to the CPU."""
 
-    exit_code = 33
 
-
-class CompilerNotFound(EdgepipeError):
+class CompilerNotFound(EdgepipeError, exit_code=40):
     """edgetpu_compiler is not installed (it exists only for x86-64 Debian-family Linux)."""
 
-    exit_code = 40
 
-
-class CompileError(EdgepipeError):
+class CompileError(EdgepipeError, exit_code=41):
     """edgetpu_compiler failed; `kind` says how, `compiler_output` holds its own words."""
 
-    exit_code = 41
     report = None  # the CompileReport, when the compiler ran (edgepipe.compile sets it)
 
     def __init__(self, message: str, kind: str = "unknown", compiler_output: str = "", hint: str = "") -> None:
@@ -98,23 +87,18 @@ class CompileError(EdgepipeError):
         self.compiler_output = compiler_output
 
 
-class CompileRejected(EdgepipeError):
+class CompileRejected(EdgepipeError, exit_code=42):
     """The compiler succeeded, but the result fails edgepipe's gate (ops left on the CPU)."""
 
-    exit_code = 42
     report = None  # the CompileReport; the compiled files stay in its out_dir for diagnosis
 
 
-class InventoryError(EdgepipeError):
+class InventoryError(EdgepipeError, exit_code=2):
     """A fleet inventory (or baseline) file is missing, not JSON, or does not follow the format (fleet/inventory.py)."""
 
-    exit_code = 2
 
-
-class DeployError(EdgepipeError):
+class DeployError(EdgepipeError, exit_code=50):
     """A model or bundle could not be put on, or run on, the target."""
-
-    exit_code = 50
 
 
 class RemoteCommandError(DeployError):
@@ -131,13 +115,9 @@ class TransportError(DeployError):
         self.retryable = retryable
 
 
-class TargetSpecError(DeployError):
+class TargetSpecError(DeployError, exit_code=2):
     """A `--to` target string that is not one of the accepted forms: a command-line error, nothing was tried."""
 
-    exit_code = 2
 
-
-class PlaceBusyError(DeployError):
+class PlaceBusyError(DeployError, exit_code=51):
     """The labgrid place is acquired by someone else; nothing was deployed (we never wait silently)."""
-
-    exit_code = 51

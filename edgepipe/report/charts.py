@@ -37,10 +37,9 @@ _RC = {
 }
 
 
-class PlottingMissingError(EdgepipeError):
-    """matplotlib (the `report` extra) is not installed."""
-
-    exit_code = 30  # as for the other missing extras (TensorFlow, onnx): README, "Exit codes"
+class PlottingMissingError(EdgepipeError, exit_code=30):
+    """matplotlib (the `report` extra) is not installed: exit 30, as for the other missing extras (TensorFlow,
+    onnx; README, "Exit codes")."""
 
 
 def require_matplotlib() -> Any:

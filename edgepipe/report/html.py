@@ -41,10 +41,8 @@ _REQUIRED: Dict[str, Dict[str, Any]] = {
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-class ReportFormatError(EdgepipeError):
+class ReportFormatError(EdgepipeError, exit_code=2):
     """The input is not an edgepipe result this command can show (not JSON, unknown kind, broken)."""
-
-    exit_code = 2
 
 
 @dataclass

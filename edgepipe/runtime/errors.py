@@ -9,7 +9,7 @@ This module lives in the device-side package because the runner raises these on 
 only numpy and a TFLite runtime; `edgepipe.errors` re-exports them and adds the host-only ones.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 EXIT_INTERNAL = 1  # not an EdgepipeError: a bug
 EXIT_USAGE = 2  # bad command line (argparse, typer)
@@ -22,10 +22,19 @@ class Terminated(KeyboardInterrupt):
 
 
 class EdgepipeError(Exception):
-    """Base class: a failure edgepipe understands and can explain in one line."""
+    """Base class: a failure edgepipe understands and can explain in one line.
+
+    A subclass states its exit code on its class line, `class NoEdgeTpuError(EdgepipeError, exit_code=21)`,
+    so the classes read as the README's table; one without inherits its parent's.
+    """
 
     exit_code = 1
     hint = ""
+
+    def __init_subclass__(cls, exit_code: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -39,64 +48,44 @@ class EdgepipeError(Exception):
         return " ".join(text.split())
 
 
-class UsageError(EdgepipeError):
+class UsageError(EdgepipeError, exit_code=EXIT_USAGE):
     """A command-line value out of its bounds (`--runs 0`, `--runs 10**22`): a bad command line, exit 2."""
 
-    exit_code = EXIT_USAGE
 
-
-class InputNotFoundError(EdgepipeError):
+class InputNotFoundError(EdgepipeError, exit_code=3):
     """A file or directory the user named does not exist or cannot be read."""
 
-    exit_code = 3
 
-
-class ModelFormatError(EdgepipeError):
+class ModelFormatError(EdgepipeError, exit_code=4):
     """A model file is not what it claims to be (truncated, corrupt, not a TFLite flatbuffer)."""
 
-    exit_code = 4
 
-
-class OutputWriteError(EdgepipeError):
+class OutputWriteError(EdgepipeError, exit_code=5):
     """The result could not be written (unwritable directory, disk full)."""
 
-    exit_code = 5
 
-
-class DatasetError(EdgepipeError):
+class DatasetError(EdgepipeError, exit_code=6):
     """A dataset is missing, empty, corrupt, or does not fit the model."""
 
-    exit_code = 6
 
-
-class RuntimeNotFoundError(EdgepipeError):
+class RuntimeNotFoundError(EdgepipeError, exit_code=20):
     """No TFLite runtime (ai_edge_litert, tflite_runtime or tensorflow.lite) can be imported."""
 
-    exit_code = 20
 
-
-class NoEdgeTpuError(EdgepipeError):
+class NoEdgeTpuError(EdgepipeError, exit_code=21):
     """The Edge TPU backend was required but no usable runtime or device exists."""
 
-    exit_code = 21
 
-
-class BackendError(EdgepipeError):
+class BackendError(EdgepipeError, exit_code=22):
     """A model cannot run on the chosen backend (e.g. a compiled model on the CPU)."""
 
-    exit_code = 22
 
-
-class InferenceError(EdgepipeError):
+class InferenceError(EdgepipeError, exit_code=23):
     """The interpreter failed to allocate or invoke (e.g. runtime too old for the model)."""
 
-    exit_code = 23
 
-
-class InvalidDeviceError(EdgepipeError):
+class InvalidDeviceError(EdgepipeError, exit_code=24):
     """An Edge TPU device string is not one of `usb`, `usb:N`, `pci`, `pci:N`, `:N`."""
-
-    exit_code = 24
 
 
 def exit_code_for(exc: BaseException) -> int:
