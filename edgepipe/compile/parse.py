@@ -132,25 +132,25 @@ class ModelBlock:
     def table_complete(self) -> bool:
         return bool(self.operators) and not self.table_partial
 
+    def _stated_ops(self, reported: Optional[int], in_table: int) -> Optional[int]:
+        """A count as the compiler reported it, else as its complete operator table adds up; None if neither."""
+        if reported is not None:
+            return reported
+        return in_table if self.table_complete else None
+
     @property
     def cpu_ops(self) -> Optional[int]:
-        if self.reported_cpu_ops is not None:
-            return self.reported_cpu_ops
-        if self.table_complete:
-            return self.table_cpu_ops
-        if self.total_ops is not None and not self.not_all_mapped:
+        stated = self._stated_ops(self.reported_cpu_ops, self.table_cpu_ops)
+        if stated is None and self.total_ops is not None and not self.not_all_mapped:
             return 0  # an all-mapped compile prints no "will run on" lines
-        return None
+        return stated
 
     @property
     def tpu_ops(self) -> Optional[int]:
-        if self.reported_tpu_ops is not None:
-            return self.reported_tpu_ops
-        if self.table_complete:
-            return self.table_tpu_ops
-        if self.total_ops is not None and self.cpu_ops is not None:
+        stated = self._stated_ops(self.reported_tpu_ops, self.table_tpu_ops)
+        if stated is None and self.total_ops is not None and self.cpu_ops is not None:
             return self.total_ops - self.cpu_ops
-        return None
+        return stated
 
     @property
     def ops_total(self) -> Optional[int]:
