@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import signal
 import traceback
 from enum import Enum
 from pathlib import Path
@@ -41,7 +42,7 @@ from .render import (
     show_inspect,
     show_suite,
 )
-from .runtime.errors import error_line, exit_code_for
+from .runtime.errors import error_line, exit_code_for, raise_terminated
 from .runtime.options import (
     BACKEND_HELP,
     BACKENDS,
@@ -245,15 +246,10 @@ def convert_command(
     as_json: AsJson = False,
 ) -> None:
     """Convert a Keras, SavedModel or ONNX model to TFLite; for the Edge TPU, verify full int8 and pre-flight it."""
-    import signal
-
     from .convert import convert_model
-    from .runtime.errors import Terminated
 
-    def terminated(signum: int, frame: Any) -> None:
-        raise Terminated()  # unwinds like Ctrl-C: the converter process is killed, its temp folder removed; exit 143
-
-    signal.signal(signal.SIGTERM, terminated)
+    # Unwinds like Ctrl-C: the converter process is killed, its temp folder removed; exit 143.
+    signal.signal(signal.SIGTERM, raise_terminated)
 
     report = convert_model(
         model,
@@ -653,15 +649,9 @@ def fleet_validate_command(
     as_json: AsJson = False,
 ) -> None:
     """Deploy to every board, judge each against the expectations; exit 0 all pass, 1 any not, 2 bad inventory."""
-    import signal
-
     from .fleet import progress_for, validate_fleet
-    from .runtime.errors import Terminated
 
-    def terminated(signum: int, frame: Any) -> None:
-        raise Terminated()  # unwinds like Ctrl-C (the runner stops every board's worker); exit 143
-
-    signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGTERM, raise_terminated)  # unwinds like Ctrl-C (the runner stops every board's worker)
     report = validate_fleet(inventory, baseline=baseline, out_dir=out_dir, progress=progress_for(err), jobs=jobs,
                             resume=resume, shard=shard)  # fmt: skip
     show_fleet(report, as_json)

@@ -88,6 +88,11 @@ class InvalidDeviceError(EdgepipeError, exit_code=24):
     """An Edge TPU device string is not one of `usb`, `usb:N`, `pci`, `pci:N`, `:N`."""
 
 
+def raise_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler for a front door: the process unwinds as for Ctrl-C (cleanups run), then exits 143."""
+    raise Terminated()
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The process exit code for a failure: the error's own, 130 for Ctrl-C, 1 for anything else (a bug)."""
     if isinstance(exc, EdgepipeError):
