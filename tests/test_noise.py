@@ -97,3 +97,39 @@ def test_quiet_runtime_log_replays_every_other_line_in_order(resnet8_dir: Path) 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n"
     assert proc.stderr == "ERROR: first, from C\na Python warning\nERROR: last, from C, no newline"
+
+
+OUT_OF_ORDER = """
+import os, sys, threading
+from edgepipe.runtime.interpreters import quiet_runtime_log
+a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
+
+def first():
+    with quiet_runtime_log():
+        os.write(2, b"from the first block\\n")
+        a_inside.set()
+        b_inside.wait(1)  # set only if both blocks may be open at once
+    a_left.set()
+
+def second():
+    a_inside.wait(10)
+    with quiet_runtime_log():
+        b_inside.set()
+        a_left.wait(10)  # so the first block ends while this one is open
+        os.write(2, b"from the second block\\n")
+
+threads = [threading.Thread(target=f) for f in (second, first)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+os.write(2, b"after both\\n")
+"""
+
+
+def test_quiet_blocks_in_two_threads_leave_stderr_where_it_was() -> None:
+    """Two threads each in a quiet block, the first leaving while the second would be inside: every
+    line, and what is written after both, still reaches the real stderr (not a temporary file)."""
+    proc = run([sys.executable, "-c", OUT_OF_ORDER])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["from the first block", "from the second block", "after both"]

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -36,6 +37,20 @@ INSTALL_HINT = (
 # $TF_CPP_MIN_LOG_LEVEL, so the line can only be filtered out of what reaches the descriptor).
 RUNTIME_CHATTER = frozenset(["INFO: Created TensorFlow Lite XNNPACK delegate for CPU."])
 
+# One quiet block at a time per process: two threads swapping descriptor 2 out of order would leave
+# one's temporary file as stderr for good. A forked child gets a new lock, as another thread may have
+# held the parent's at the fork.
+_fd2_lock = threading.RLock()
+
+
+def _new_fd2_lock() -> None:
+    global _fd2_lock
+    _fd2_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_fd2_lock)
+
 
 @contextlib.contextmanager
 def quiet_runtime_log() -> Iterator[None]:
@@ -46,13 +61,13 @@ def quiet_runtime_log() -> Iterator[None]:
     Keep the block to interpreter creation and allocate_tensors: if the process dies by a signal inside
     it, what the runtime printed there is lost with it.
     """
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (a daemon): nothing to keep quiet
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
+    with _fd2_lock, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no descriptor 2 (a daemon): nothing to keep quiet
+            yield
+            return
         os.dup2(captured.fileno(), 2)
         try:
             yield
