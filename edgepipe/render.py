@@ -634,7 +634,7 @@ def render_deploy(report: Any) -> None:
         table.add_row(
             r.model,
             str(s.get("backend")) + (" (%s)" % s["device"] if s.get("device") else ""),
-            str(s.get("fallback_reason") or s.get("backend_reason") or ""),
+            str(s.get("error") or s.get("fallback_reason") or s.get("backend_reason") or ""),
             "—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"],
             "—" if s.get("top1") is None else "%.2f %% (n=%s)" % (100 * s["top1"], s.get("n")),
         )

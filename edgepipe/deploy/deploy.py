@@ -11,7 +11,11 @@ sends one bundle to many targets (fleet) builds it once with `build_bundle` (or 
    the last one also removes the folder (`Target.run_last`) unless --keep;
 3. OUT/results.json is written atomically.
 Over SSH all of it shares one connection. A failure is one DeployError line (exit 50): RemoteCommandError
-when a device-side command failed, TransportError when the link did. Whatever ends a deploy (an error,
+when a device-side command failed, TransportError when the link did. One exception: a model whose command
+failed with exit 23 (InferenceError, e.g. the TFLite runtime crashed with SIGSEGV on it) is that model's
+failure, not the board's: it is recorded on its result (`ModelResult.error`, the signal named), its other
+commands are skipped, the other models still run, and the report is returned; `DeployReport.raise_for_failures`
+then raises it (the CLI exits 23 after showing and writing the report). Whatever ends a deploy (an error,
 Ctrl-C, SIGTERM, a timeout) removes the remote folder and the local temporary bundle and stops the
 children (runner, ssh); SIGTERM then exits 143, Ctrl-C 130.
 """
@@ -32,7 +36,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from .. import __version__
 from ..errors import DeployError, OutputWriteError, RemoteCommandError, TransportError
-from ..runtime.errors import Terminated
+from ..runtime.errors import InferenceError, Terminated
+from ..runtime.isolated import crash_signal
 from ..runtime.options import RunOptions
 from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_FAILED, VERIFY_SNIPPET, Bundle, build_bundle
@@ -59,6 +64,9 @@ class ModelResult:
     summary: Dict[str, Any]  # backend, fallback_reason, latency p50 (ms), top1
     bench: Optional[Dict[str, Any]] = None  # the runtime's JSON, as it printed it
     eval: Optional[Dict[str, Any]] = None
+    # Set when a command failed there with exit 23: step (bench/eval), type, message, hint, exit_code and the
+    # signal when the TFLite runtime crashed ("SIGSEGV"); the model's later commands were not run.
+    error: Optional[Dict[str, Any]] = None
 
 
 @dataclass
@@ -73,6 +81,19 @@ class DeployReport(ResultHeader):
     ssh_connections: Optional[int] = None  # SSH connections this deploy opened (1); None: not over SSH
     results_path: Optional[str] = None
     edgepipe_version: str = __version__
+
+    def raise_for_failures(self) -> None:
+        """InferenceError (exit 23) naming the first model that failed on the target, if any (see the module doc)."""
+        failed = [r for r in self.results if r.error]
+        if not failed:
+            return
+        first = failed[0].error or {}
+        others = "" if len(failed) == 1 else " (and %d more models)" % (len(failed) - 1)
+        where = "; the results are in %s" % self.results_path if self.results_path else ""
+        raise InferenceError(
+            "%s of %s failed on %s: %s%s%s" % (first["step"], failed[0].model, self.target, first["message"], others,
+                                               where)
+        )  # fmt: skip
 
 
 Progress = Callable[[str], None]
@@ -102,6 +123,16 @@ def _remote_failure(
         if error.get("hint"):
             line += ". %s" % error["hint"]
     return error_class("%s failed on %s (exit %d): %s" % (what, target.describe(), rc, " ".join(line.split())))
+
+
+def _model_failure(step: str, rc: int, stdout: str) -> Optional[Dict[str, Any]]:
+    """The error of a device-side command that failed on its model (exit 23 with its JSON error), else None."""
+    error = read_error_envelope(stdout)
+    if rc != InferenceError.exit_code or error is None or error.get("exit_code") != rc:
+        return None
+    message = " ".join(str(error.get("message")).split())
+    return {"step": step, "type": error.get("type"), "message": message, "hint": error.get("hint"),
+            "exit_code": rc, "signal": crash_signal(message)}  # fmt: skip
 
 
 def _python_version(target: Target, rc: int, stdout: str, stderr: str) -> str:
@@ -169,7 +200,9 @@ def _diagnose(target: Target, remote: str, failure: DeployError) -> DeployError:
     return failure
 
 
-def _summary(bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _summary(
+    bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any]], error: Optional[Dict[str, Any]]
+) -> Dict[str, Any]:
     first = bench or evaluation or {}
     latency = (bench or {}).get("latency_ms") or {}
     return {
@@ -180,6 +213,7 @@ def _summary(bench: Optional[Dict[str, Any]], evaluation: Optional[Dict[str, Any
         "p50_ms": latency.get("p50"),
         "top1": (evaluation or {}).get("top1"),
         "n": (evaluation or {}).get("n"),
+        "error": error["message"] if error else None,  # the model failed there (fleet judges it failed)
     }
 
 
@@ -362,26 +396,36 @@ def deploy_bundle(
             results: List[ModelResult] = []
             with timings.step("run"):
                 outputs: Dict[str, Optional[Dict[str, Any]]] = {}
+                failure: Optional[Dict[str, Any]] = None  # this model's, once one of its commands failed on it
                 for i, (model, name, argv) in enumerate(steps):
-                    say("%s %s" % (name, model.name))
-                    last = i == len(steps) - 1 and not keep
-                    if i == 0 and delivery.first is not None:
-                        rc, stdout, stderr = delivery.first
-                    else:
-                        run = target.run_last if last else target.run
-                        rc, stdout, stderr = run(argv, cwd=remote, timeout=deadline.left(DEFAULT_TIMEOUT_S))
-                    removed = last and rc == 0
-                    what = "%s of %s" % (name, model.name)
-                    if rc != 0:
-                        raise _diagnose(target, remote, _remote_failure(what, target, rc, stdout, stderr,
-                                                                         RemoteCommandError))  # fmt: skip
-                    outputs[name] = _parse_json(stdout, what, target)
+                    if failure is None:
+                        say("%s %s" % (name, model.name))
+                        last = i == len(steps) - 1 and not keep
+                        if i == 0 and delivery.first is not None:
+                            rc, stdout, stderr = delivery.first
+                        else:
+                            run = target.run_last if last else target.run
+                            rc, stdout, stderr = run(argv, cwd=remote, timeout=deadline.left(DEFAULT_TIMEOUT_S))
+                        removed = last and rc == 0
+                        what = "%s of %s" % (name, model.name)
+                        failure = _model_failure(name, rc, stdout) if rc != 0 else None
+                        if failure is not None:
+                            say("%s failed: %s" % (what, failure["message"]))
+                        elif rc != 0:
+                            raise _diagnose(target, remote, _remote_failure(what, target, rc, stdout, stderr,
+                                                                             RemoteCommandError))  # fmt: skip
+                        else:
+                            outputs[name] = _parse_json(stdout, what, target)
                     if i == len(steps) - 1 or steps[i + 1][0] is not model:
                         bench, evaluation = outputs.get("bench"), outputs.get("eval")
                         results.append(ModelResult(model=model.name, source=model.source,
-                                                   summary=_summary(bench, evaluation), bench=bench,
-                                                   eval=evaluation))  # fmt: skip
-                        outputs = {}
+                                                   summary=_summary(bench, evaluation, failure), bench=bench,
+                                                   eval=evaluation, error=failure))  # fmt: skip
+                        outputs, failure = {}, None
+            if not keep and not removed:  # the last command failed on its model (or was skipped): folder left
+                with timings.step("remove"):
+                    target.remove(remote)
+                removed = True
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)  # Ctrl-C or SIGTERM: clean up even with --keep
             with shielded():

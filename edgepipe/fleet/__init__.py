@@ -46,10 +46,11 @@ silently drop a check): InventoryError, exit code 2, before any board is touched
 checked as strictly.
 
 Verdict per board: "pass" (every model met every expectation), "fail" (it ran but missed one, or a
-bench/eval command failed on it), "unreachable" (no validation happened: connection, login, Python,
-runtime or upload failed, or no result within the board's timeout). A transport failure is tried
-once more; the failed try is kept in the board's "attempts". Each non-pass verdict carries its
-reasons as one line each.
+bench/eval command failed on it; a model that crashed the TFLite runtime there is named with the signal,
+and the board's other models are still measured and judged), "unreachable" (no validation happened:
+connection, login, Python, runtime or upload failed, or no result within the board's timeout). A
+transport failure is tried once more; the failed try is kept in the board's "attempts". Each non-pass
+verdict carries its reasons as one line each.
 
 A baseline is a previous fleet_report.json: boards and models are matched by name. When a baseline is
 given and the inventory sets no limits, top-1 may drop at most DEFAULT_MAX_TOP1_DROP_PP and p50 may grow

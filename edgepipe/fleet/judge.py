@@ -27,7 +27,7 @@ VERDICTS = ("pass", "fail", "unreachable")
 class ModelVerdict:
     model: str
     source: str
-    summary: Dict[str, Any]  # backend, fallback_reason, p50_ms, top1, n (from deploy)
+    summary: Dict[str, Any]  # backend, fallback_reason, p50_ms, top1, n, error (from deploy)
     reasons: List[str]  # each missed expectation, one line
     baseline: Optional[Dict[str, Any]] = None  # baseline top1 / p50_ms and the drop / ratio against them
 
@@ -96,7 +96,13 @@ def clean_summary(summary: Dict[str, Any]) -> Dict[str, Any]:
 def judge_model(
     model: str, summary: Dict[str, Any], expect: Dict[str, Any], base: Optional[Dict[str, Any]]
 ) -> Tuple[List[str], Optional[Dict[str, Any]]]:
-    """The reasons `summary` misses `expect` (empty: it passes), and the comparison with `base` if any."""
+    """The reasons `summary` misses `expect` (empty: it passes), and the comparison with `base` if any.
+
+    A model that failed on the board (deploy's summary `error`: the TFLite runtime crashed on it) fails with
+    that reason alone: it has no measurement to compare.
+    """
+    if summary.get("error"):
+        return ["%s: %s" % (model, summary["error"])], None
     reasons: List[str] = []
     backend, p50, top1 = summary.get("backend"), _finite(summary.get("p50_ms")), _finite(summary.get("top1"))
     wanted = expect.get("backend")
