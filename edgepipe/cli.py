@@ -18,7 +18,7 @@ import signal
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, List, Optional
+from typing import Annotated, Any, Callable, List, Optional, get_type_hints
 
 import typer
 from rich.text import Text
@@ -184,10 +184,11 @@ def takes_run_options(
             given["options"] = RunOptions(**{k: v.value if isinstance(v, Enum) else v for k, v in fields.items()})
             return command(**given)
 
+        hints = get_type_hints(command, include_extras=True)  # the annotations are strings (__future__)
         params = []
-        for param in inspect.signature(command, eval_str=True).parameters.values():
+        for param in inspect.signature(command).parameters.values():
             if param.name != "options":
-                params.append(param)
+                params.append(param.replace(annotation=hints[param.name]))
                 continue
             for name, annotation, default in declared:
                 params.append(inspect.Parameter(name, param.KEYWORD_ONLY, default=default, annotation=annotation))
