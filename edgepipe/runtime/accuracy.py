@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import DatasetError, InferenceError
+from .errors import DatasetError, InferenceError, InputNotFoundError
 from .preprocess import check_preset, dequantize, quantize, to_model_input
 from .report import header
 from .runner import Port, Progress, SessionResult, environment, ports, session_fields
@@ -144,7 +144,7 @@ def load_eval_data(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[List[str
     """(images, labels, class names) from an .npz with arrays `images`, `labels` and optionally
     `class_names`: how `python -m edgepipe.runtime eval` gets a dataset on a board without the host's loaders."""
     if not os.path.isfile(path):
-        raise DatasetError(
+        raise InputNotFoundError(
             "evaluation data not found: %s" % path, hint="Give an .npz with `images` and `labels` arrays"
         )
     try:
