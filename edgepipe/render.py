@@ -25,6 +25,7 @@ from rich.text import Text
 from typer.core import TyperOption
 
 from .runtime.report import dumps
+from .runtime.text import plural
 
 # Piped or captured output (CI logs, `| less`) gets room for the wide tables instead of rich's 80 columns.
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
@@ -70,11 +71,6 @@ def emit(report: Any, as_json: bool, render: Optional[Callable[[Any], None]] = N
 
 
 # --- wording shared by several tables ---------------------------------------------------------------
-
-
-def plural(n: int, word: str, words: Optional[str] = None) -> str:
-    """'1 epoch', '5 epochs', '1 class', '3 classes'."""
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def pct(fraction: float) -> str:

@@ -109,6 +109,25 @@ def test_uncertain_verdict_shows_its_reason_in_the_table(coral_data: Path) -> No
     assert "only coral.ai's table says so" in row
 
 
+def test_real_deeplab_inspect_gives_each_uncertain_verdict_its_reason_on_its_row(coral_data: Path) -> None:
+    """Coral's DeepLab (cityscapes): two RESIZE_BILINEARs are uncertain, one mapped and one not; the
+    table, not only --json, says why beside each."""
+    model = coral_data / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+    result = CliRunner().invoke(app, ["inspect", str(model)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    rows = {r.split("│")[1].strip(): flat(r) for r in result.stdout.splitlines() if r.count("│") > 4}
+    assert "mapped (uncertain)" in rows["81"] and "no threshold is public" in rows["81"]
+    assert "(uncertain)" in rows["82"] and "15.5x upscale" in rows["82"]
+    assert "(uncertain)" not in rows["80"]
+
+
+def test_inspect_counts_are_pluralised(coral_data: Path) -> None:
+    compiled = CliRunner().invoke(app, ["inspect", str(coral_data / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")])
+    assert "1 TFLite subgraph; main: 1 op, 2 tensors; 2 buffers" in flat(compiled.stdout)
+    plain = CliRunner().invoke(app, ["inspect", str(coral_data / MOBILENET)])
+    assert re.search(r"1 TFLite subgraph; main: 31 ops, \d+ tensors; \d+ buffers", flat(plain.stdout))
+
+
 def test_replay_compile_from_log_with_bracketed_log_name_and_compiler_words(
     compiler_logs: Path, tmp_path: Path
 ) -> None:

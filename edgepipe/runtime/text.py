@@ -5,11 +5,16 @@ tables. Standard library only (Python 3.7, no rich)."""
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from .preflight.graph import clip, dims_text, mib
 from .preflight.result import CompiledOp, InspectReport
 from .preflight.rules import MAPPED
+
+
+def plural(n: int, word: str, words: Optional[str] = None) -> str:
+    """'1 epoch', '5 epochs', '1 class', '3 classes'."""
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def summary_rows(report: InspectReport) -> List[Tuple[str, str]]:
@@ -20,8 +25,13 @@ def summary_rows(report: InspectReport) -> List[Tuple[str, str]]:
         ("compiled for Edge TPU", "yes (needs the Edge TPU delegate)" if report.compiled_for_edgetpu else "no"),
         (
             "contents",
-            "%d TFLite subgraph(s); main: %d ops, %d tensors; %d buffers"
-            % (report.tflite_subgraphs, report.ops_total, len(report.tensors), report.buffers),
+            "%s; main: %s, %s; %s"
+            % (
+                plural(report.tflite_subgraphs, "TFLite subgraph"),
+                plural(report.ops_total, "op"),
+                plural(len(report.tensors), "tensor"),
+                plural(report.buffers, "buffer"),
+            ),
         ),
     ]
     kind = "" if report.compiled_for_edgetpu else "predicted "
