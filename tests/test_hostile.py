@@ -163,3 +163,27 @@ def test_fleet_board_with_a_crashing_model_fails_with_the_reason(
     written = json.loads((tmp_path / "out" / "fleet_report.json").read_text())
     assert written["boards"][0]["verdict"] == "fail" and written["boards"][0]["reasons"] == board.reasons
     assert list((tmp_path / "b1").iterdir()) == []
+
+
+@pytest.mark.parametrize("crash_first", [True, False], ids=["crash-first", "crash-last"])
+def test_deploy_over_ssh_with_a_crashing_model(
+    sshd: Dict[str, object], hostile_dir: Path, coral_data: Path, tmp_path: Path, crash_first: bool
+) -> None:
+    """Over a real sshd on 127.0.0.1 the first command rides with the upload and the last one removes the
+    folder: a crash in either is still that model's failure, and the folder still goes. segv_lstm crashes
+    both runtimes, so whichever the remote Python picks."""
+    hostile, good = hostile_dir / HOSTILE[0], coral_data / GOOD
+    models = [hostile, good] if crash_first else [good, hostile]
+    remote, out = tmp_path / "remote", tmp_path / "out"
+    remote.mkdir()
+    proc = run(["-m", "edgepipe.cli", "deploy", *map(str, models), "--to", str(sshd["url"]), "--identity",
+                str(sshd["key"]), "--known-hosts", str(sshd["known_hosts"]), "--python", sys.executable,
+                "--remote-dir", str(remote), "--runs", "3", "--warmup", "0", "--out", str(out), "--json"],
+               "ai_edge_litert")  # fmt: skip
+    assert proc.returncode == 23 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = error_lines(proc.stderr)
+    assert "bench of %s failed on %s: %s" % (HOSTILE[0], sshd["url"], CRASHED) in line
+    report = json.loads((out / "results.json").read_text())
+    by_name = {r["model"]: r for r in report["results"]}
+    assert by_name[HOSTILE[0]]["error"]["signal"] == "SIGSEGV" and by_name[GOOD]["summary"]["p50_ms"] > 0
+    assert report["ssh_connections"] == 1 and list(remote.iterdir()) == []
