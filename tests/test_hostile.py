@@ -187,3 +187,18 @@ def test_deploy_over_ssh_with_a_crashing_model(
     by_name = {r["model"]: r for r in report["results"]}
     assert by_name[HOSTILE[0]]["error"]["signal"] == "SIGSEGV" and by_name[GOOD]["summary"]["p50_ms"] > 0
     assert report["ssh_connections"] == 1 and list(remote.iterdir()) == []
+
+
+def test_deploy_with_both_hostile_models_says_how_many_failed(
+    hostile_dir: Path, coral_data: Path, tmp_path: Path
+) -> None:
+    need_module("ai_edge_litert", "pip install 'edgepipe[dev]'")  # it crashes on both
+    models = [hostile_dir / HOSTILE[0], hostile_dir / HOSTILE[1], coral_data / GOOD]
+    proc = run(["-m", "edgepipe.cli", "deploy", *map(str, models), "--to", "local:%s" % (tmp_path / "board"),
+                "--runs", "3", "--warmup", "0", "--out", str(tmp_path / "out")], "ai_edge_litert")  # fmt: skip
+    assert proc.returncode == 23, proc.stderr[-3000:]
+    (line,) = error_lines(proc.stderr)
+    assert "bench of %s failed" % HOSTILE[0] in line and "(2 of 3 models failed)" in line
+    assert "check it with `edgepipe inspect`" in line  # the board's own hint, what to do
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [bool(r["error"]) for r in report["results"]] == [True, True, False]

@@ -88,11 +88,12 @@ class DeployReport(ResultHeader):
         if not failed:
             return
         first = failed[0].error or {}
-        others = "" if len(failed) == 1 else " (and %d more models)" % (len(failed) - 1)
+        others = "" if len(failed) == 1 else " (%d of %d models failed)" % (len(failed), len(self.results))
         where = "; the results are in %s" % self.results_path if self.results_path else ""
         raise InferenceError(
             "%s of %s failed on %s: %s%s%s" % (first["step"], failed[0].model, self.target, first["message"], others,
-                                               where)
+                                               where),
+            hint=first.get("hint") or "",
         )  # fmt: skip
 
 
@@ -363,7 +364,9 @@ def deploy_bundle(
 
     `timeout_s`: the whole deploy's bound (each remote call gets what is left; TransportError beyond it).
     Over SSH the deploy uses one connection, closed at the end (report.ssh_connections counts them).
-    Raises RemoteCommandError when a device-side command failed, TransportError when the link failed
+    A command that failed on its model (exit 23) is recorded on that model's result and the others run
+    (`DeployReport.raise_for_failures` raises it afterwards). Raises RemoteCommandError when another
+    device-side command failed, TransportError when the link failed
     (`retryable` says whether one more try can help), DeployError for anything else about the target.
     """
     say = progress or (lambda message: None)
