@@ -8,10 +8,9 @@ input), images through Pillow, and the compiler in `doctor`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -125,17 +124,13 @@ def _eval_here(
         outputs = int(session.interpreter.get_output_details()[0]["shape"][-1])
         label_offset = guess_label_offset(outputs, len(ds.class_names) or None)
     layout = None  # set when npy: data given in an ONNX model's layout (NCHW) is transposed, as convert does
-    source = _source_layout(model) if dataset.startswith("npy:") else None
-    if source is not None:
-        from .convert.calibration import layout_text, to_converted_layout
+    if dataset.startswith("npy:"):
+        from .convert.calibration import to_model_layout
 
         shape = [int(d) for d in session.interpreter.get_input_details()[0]["shape"]]
-        given = tuple(ds.images.shape[1:])
-        images, transposed = to_converted_layout(ds.images, shape, source["onnx_input_shape"], source["layout_perm"])
-        if transposed:
+        images, layout = to_model_layout(model, ds.images, shape)
+        if layout:
             ds = replace(ds, images=images)
-            perm = layout_text(source["layout_perm"])
-            layout = "given in the ONNX model's layout %s, transposed (%s) to its input %s" % (given, perm, shape)
     description = {
         "spec": dataset,
         "name": ds.name,
@@ -164,20 +159,6 @@ def _eval_here(
     if layout:
         result.notes.append("dataset " + layout)
     return result
-
-
-def _source_layout(model: Path) -> Optional[Dict[str, Any]]:
-    """The input layout `edgepipe convert` recorded for a model made from ONNX (in OUT.json beside it, or
-    beside the model it was compiled from), when that changed the layout; None otherwise."""
-    stem = model.stem[: -len("_edgetpu")] if model.stem.endswith("_edgetpu") else model.stem
-    for report in (model.with_suffix(".json"), model.with_name(stem + ".json")):
-        try:
-            source = json.loads(report.read_text()).get("source") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(source, dict) and source.get("layout_changed") and source.get("onnx_input_shape"):
-            return source
-    return None
 
 
 def _load_labels(path: Path, count: int) -> np.ndarray:

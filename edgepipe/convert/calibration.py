@@ -8,6 +8,7 @@ so). Data edgepipe loads itself (mnist, cifar10, images:DIR) is NHWC already.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,6 +40,35 @@ def layout_text(layout_perm: List[int]) -> str:
     if len(layout_perm) == 3 and list(layout_perm) == [0, 2, 1]:
         return "NCW → NWC"
     return "axes %s" % list(layout_perm)
+
+
+def recorded_layout(model: Path) -> Optional[Dict[str, Any]]:
+    """The input layout `edgepipe convert` recorded for a model made from ONNX (in OUT.json beside it, or
+    beside the model it was compiled from), when that changed the layout; None otherwise."""
+    stem = model.stem[: -len("_edgetpu")] if model.stem.endswith("_edgetpu") else model.stem
+    for report in (model.with_suffix(".json"), model.with_name(stem + ".json")):
+        try:
+            source = json.loads(report.read_text()).get("source") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(source, dict) and source.get("layout_changed") and source.get("onnx_input_shape"):
+            return source
+    return None
+
+
+def to_model_layout(model: Path, images: np.ndarray, shape: List[int]) -> Tuple[np.ndarray, Optional[str]]:
+    """npy data for `model` (input `shape`), transposed when it was given in the ONNX model's layout that
+    convert recorded, with a sentence saying so; otherwise the data as it is and None. Eval on the host and
+    the deploy bundle's data shard both go through here, so the board sees what `edgepipe eval` sees."""
+    source = recorded_layout(model)
+    if source is None:
+        return images, None
+    given = tuple(images.shape[1:])
+    moved, transposed = to_converted_layout(images, shape, source["onnx_input_shape"], source["layout_perm"])
+    if not transposed:
+        return images, None
+    perm = layout_text(source["layout_perm"])
+    return moved, "given in the ONNX model's layout %s, transposed (%s) to its input %s" % (given, perm, shape)
 
 
 def _fit_to_input(samples: np.ndarray, shape: List[int], spec: str) -> np.ndarray:

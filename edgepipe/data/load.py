@@ -24,7 +24,7 @@ from .sampling import balanced_indices, describe_sample, first_n_note
 
 def load_npy(path: Path, limit: Optional[int]) -> Dataset:
     if not path.is_file():
-        raise InputNotFoundError("calibration array not found: %s" % path, hint="npy:FILE needs an existing .npy file")
+        raise InputNotFoundError("npy data file not found: %s" % path, hint="npy:FILE needs an existing .npy file")
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as exc:
