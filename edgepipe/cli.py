@@ -22,6 +22,7 @@ from typing import Annotated, Any, Callable, List, Optional, get_type_hints
 
 import typer
 from rich.text import Text
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import EdgepipeError
@@ -42,7 +43,21 @@ from .render import (
     show_inspect,
     show_suite,
 )
-from .runtime.errors import error_line, exit_code_for, raise_terminated
+from .runtime.errors import UsageError, error_line, exit_code_for, raise_terminated
+
+try:  # typer 0.2x carries its own click as typer._click; older typer uses the click package
+    from typer._click.exceptions import NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import UsageError as ClickUsageError
+
+    try:
+        from click.exceptions import NoArgsIsHelpError
+    except ImportError:  # click < 8.2 prints the help of a bare group itself: nothing to let through
+
+        class NoArgsIsHelpError(ClickUsageError):  # type: ignore[no-redef]
+            pass
+
 from .runtime.options import (
     BACKEND_HELP,
     BACKENDS,
@@ -56,7 +71,40 @@ from .runtime.options import (
     RunOptions,
 )
 
+
+class OneLineUsageErrors(TyperGroup):
+    """The command tree whose command-line errors (an unknown option or command, a value out of a typer
+    bound, a missing argument) are one `error:` line with exit 2, like every other error here, instead of
+    typer's usage text and boxed panel. Bare `edgepipe` / `edgepipe suite` still print their help."""
+
+    def parse_args(self, ctx: typer.Context, args: List[str]) -> List[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except ClickUsageError as exc:
+            raise _usage_exit(exc) from None
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except ClickUsageError as exc:
+            raise _usage_exit(exc) from None
+
+
+def _usage_exit(exc: ClickUsageError) -> typer.Exit:
+    """Print `exc` as the one line of a UsageError (with where the help is) and return the exit to raise."""
+    where = exc.ctx.command_path if exc.ctx is not None else "edgepipe"
+    line = Text(error_line(UsageError(exc.format_message(), hint="See `%s --help`" % where)) or "")
+    line.stylize("bold red", 0, len("error:"))
+    err.print(line, highlight=False)
+    return typer.Exit(exit_code_for(UsageError("")))
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -100,3 +100,32 @@ def test_help_says_where_things_come_from() -> None:
     assert "labels.csv" in _option_help(["convert"], "--calib")
     for command in (["bench"], ["eval"], ["convert"], ["suite", "mnist"], ["deploy"], ["fleet", "merge"]):
         assert _option_help(command, "--json").startswith("--json Print"), command  # a flag: no <bool>
+
+
+@pytest.mark.parametrize(
+    "argv, words, where",
+    [
+        (["eval", "m.tflite", "--dataset", "mnist", "--limit", "0"], "Invalid value for '--limit'", "edgepipe eval"),
+        (["bench", "m.tflite", "--bogus"], "No such option: --bogus", "edgepipe bench"),
+        (["nosuch"], "No such command 'nosuch'", "edgepipe"),
+        (["bench"], "Missing argument", "edgepipe bench"),
+        (["suite", "mnist", "--epochs", "0"], "Invalid value for '--epochs'", "edgepipe suite mnist"),
+        (["compile"], "give MODEL.tflite (one or more), or --from-log FILE", "edgepipe compile"),
+    ],
+)
+def test_command_line_mistakes_are_one_line_exit_2(argv: List[str], words: str, where: str) -> None:
+    """typer's own parse errors (unknown option or command, a typer bound, a missing argument, a command's
+    BadParameter) were a usage text and a boxed panel; now one `error:` line naming where the help is."""
+    result = CliRunner().invoke(app, argv, prog_name="edgepipe")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.stderr
+    assert lines[0].endswith("See `%s --help`" % where), lines[0]
+    assert result.stdout == ""
+
+
+def test_bare_groups_still_print_their_help() -> None:
+    """The one-line rule stops at `edgepipe` / `edgepipe suite` with nothing after them: those show help."""
+    for argv in ([], ["suite"]):
+        result = CliRunner().invoke(app, argv, prog_name="edgepipe")
+        assert result.exit_code == 2 and "Usage: edgepipe" in result.output and "error:" not in result.output
