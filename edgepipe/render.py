@@ -629,7 +629,7 @@ def render_deploy(report: Any) -> None:
         s = r.summary
         table.add_row(
             r.model,
-            str(s.get("backend")) + (" (%s)" % s["device"] if s.get("device") else ""),
+            (s.get("backend") or "—") + (" (%s)" % s["device"] if s.get("device") else ""),
             str(s.get("error") or s.get("fallback_reason") or s.get("backend_reason") or ""),
             "—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"],
             "—" if s.get("top1") is None else "%.2f %% (n=%s)" % (100 * s["top1"], s.get("n")),
@@ -663,7 +663,7 @@ def fleet_table(report: Any) -> LiteralTable:
         table.add_row(
             board.name,
             Text(board.verdict, style=colours.get(board.verdict, "white")),
-            "\n".join(str(s.get("backend")) for s in summaries) or "—",
+            "\n".join(s.get("backend") or "—" for s in summaries) or "—",
             "\n".join("—" if s.get("p50_ms") is None else "%.3f" % s["p50_ms"] for s in summaries) or "—",
             "\n".join("—" if s.get("top1") is None else pct(s["top1"]) for s in summaries) or "—",
             "\n".join(board.reasons + board.notes
