@@ -288,6 +288,8 @@ def test_standin_crashing_library_is_reported_not_fatal(monkeypatch, fakes_dir, 
     assert not probe.ok and probe.crashed
     assert probe.returncode is not None and probe.returncode < 0
     assert "crashed with SIGSEGV while listing devices" in probe.error
+    # what the library said before it died reaches the user (the probe's stderr was thrown away)
+    assert probe.error.endswith("its last line on stderr: F fake_libedgetpu.c:45] Check failed: usb context != nullptr")
 
     use_library(monkeypatch, library)
     with pytest.raises(NoEdgeTpuError) as info:

@@ -147,9 +147,9 @@ def run_probe(args: List[str], timeout: float) -> ProbeResult:
         proc = subprocess.run(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout, env=env
         )
-        out, returncode, timed_out = proc.stdout, proc.returncode, False
+        out, said, returncode, timed_out = proc.stdout, proc.stderr, proc.returncode, False
     except subprocess.TimeoutExpired as exc:
-        out, returncode, timed_out = exc.stdout or b"", None, True
+        out, said, returncode, timed_out = exc.stdout or b"", exc.stderr or b"", None, True
     stage, final = "start", None
     for line in out.decode("utf-8", "replace").splitlines():
         try:
@@ -169,6 +169,9 @@ def run_probe(args: List[str], timeout: float) -> ProbeResult:
         error = "the probe process crashed with %s while %s" % (_signal_name(returncode), doing)
     else:
         error = "the probe process exited with code %s without an answer while %s" % (returncode, doing)
+    last_words = [line.strip() for line in said.decode("utf-8", "replace").splitlines() if line.strip()]
+    if last_words:  # the library's or Python's own reason (a fatal check, a traceback's last line): never hidden
+        error += "; its last line on stderr: %s" % last_words[-1][:300]
     return ProbeResult(ok=False, stage=stage, error=error, crashed=True, returncode=returncode)
 
 

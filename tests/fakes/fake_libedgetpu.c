@@ -10,7 +10,8 @@
  *
  * Behaviour is chosen at compile time (the tests build one .so per variant):
  *   -DFAKE_PCI=N -DFAKE_USB=M   list N PCIe devices (/dev/apex_i) then M USB devices (default 0 and 0)
- *   -DFAKE_CRASH                edgetpu_list_devices dereferences NULL (SIGSEGV), as a mismatched build can
+ *   -DFAKE_CRASH                edgetpu_list_devices prints a fatal line on stderr, then dereferences NULL
+ *                               (SIGSEGV), as a mismatched build can
  *   -DFAKE_HANG                 edgetpu_list_devices never returns
  *   -DFAKE_VERSION="..."        the edgetpu_version() string
  *   -DFAKE_DELEGATE             also export tflite_plugin_create_delegate / tflite_plugin_destroy_delegate
@@ -41,6 +42,8 @@ const char* edgetpu_version(void) { return FAKE_VERSION; }
 
 struct edgetpu_device* edgetpu_list_devices(size_t* num_devices) {
 #ifdef FAKE_CRASH
+  /* A real library's last words before it dies (a glog-style fatal line), unbuffered as glog's are. */
+  fputs("F fake_libedgetpu.c:45] Check failed: usb context != nullptr\n", stderr);
   volatile int* nowhere = NULL;
   *nowhere = 1;
 #endif
