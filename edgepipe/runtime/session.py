@@ -138,51 +138,42 @@ def _load_error(path: str, runtime: TfliteRuntime, exc: BaseException) -> Infere
     )
 
 
+def _loaded(model_path: str, options: RunOptions, tflite: TfliteRuntime, start: float, **fields: Any) -> Session:
+    """The Session of `model_path` as `options` asked, its interpreter made since `start` (perf_counter)."""
+    return Session(
+        model_path=model_path,
+        requested_backend=options.backend,
+        tflite=tflite,
+        num_threads=options.threads,
+        load_ms=(time.perf_counter() - start) * 1e3,
+        **fields,
+    )
+
+
 def _cpu_session(
-    model_path: str,
-    run_path: str,
-    run_model: Model,
-    requested: str,
-    tflite: TfliteRuntime,
-    num_threads: Optional[int],
-    reference_kernels: bool,
+    model_path: str, run_path: str, run_model: Model, tflite: TfliteRuntime, options: RunOptions
 ) -> Session:
     start = time.perf_counter()
     try:
         with quiet_runtime_log():
             interpreter = tflite.make_interpreter(
-                run_path, num_threads=num_threads, reference_kernels=reference_kernels
+                run_path, num_threads=options.threads, reference_kernels=options.reference_kernels
             )
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise _load_error(run_path, tflite, exc) from None
-    return Session(
-        model_path=model_path,
-        run_model_path=run_path,
-        model=run_model,
-        requested_backend=requested,
-        backend="cpu",
-        tflite=tflite,
-        interpreter=interpreter,
-        load_ms=(time.perf_counter() - start) * 1e3,
-        num_threads=num_threads,
-        reference_kernels=reference_kernels,
-    )
+    return _loaded(model_path, options, tflite, start, run_model_path=run_path, model=run_model, backend="cpu",
+                   interpreter=interpreter, reference_kernels=options.reference_kernels)  # fmt: skip
 
 
 def _edgetpu_session(
-    model_path: str,
-    model: Model,
-    requested: str,
-    tflite: TfliteRuntime,
-    target: EdgeTpuTarget,
-    device: Optional[str],
-    num_threads: Optional[int],
+    model_path: str, model: Model, tflite: TfliteRuntime, target: EdgeTpuTarget, options: RunOptions
 ) -> Session:
     start = time.perf_counter()
     delegate = None
     # pycoral is built against tflite_runtime; with another runtime its interpreter would be a stranger.
     via_pycoral = tflite.name == "tflite_runtime" and pycoral_version() is not None
+    device = options.device
     try:
         with quiet_runtime_log():
             if via_pycoral:
@@ -191,7 +182,7 @@ def _edgetpu_session(
                 interpreter = make_interpreter(model_path, device=device)
             else:
                 delegate = tflite.load_delegate(target.library, {"device": device} if device else {})
-                interpreter = tflite.make_interpreter(model_path, delegates=[delegate], num_threads=num_threads)
+                interpreter = tflite.make_interpreter(model_path, delegates=[delegate], num_threads=options.threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError, OSError) as exc:
         raise NoEdgeTpuError(
@@ -199,21 +190,9 @@ def _edgetpu_session(
             % (target.device.spec, model_path, " ".join(str(exc).split())),
             hint="Replug the accelerator and run `edgepipe doctor`",
         ) from None
-    return Session(
-        model_path=model_path,
-        run_model_path=model_path,
-        model=model,
-        requested_backend=requested,
-        backend="edgetpu",
-        tflite=tflite,
-        interpreter=interpreter,
-        load_ms=(time.perf_counter() - start) * 1e3,
-        device=target.device,
-        edgetpu=target,
-        num_threads=num_threads,
-        via_pycoral=via_pycoral,
-        _delegate=delegate,
-    )
+    return _loaded(model_path, options, tflite, start, run_model_path=model_path, model=model, backend="edgetpu",
+                   interpreter=interpreter, device=target.device, edgetpu=target, via_pycoral=via_pycoral,
+                   _delegate=delegate)  # fmt: skip
 
 
 def open_session(model_path: str, options: Optional[RunOptions] = None, **fields: Any) -> Session:
@@ -232,13 +211,13 @@ def open_session(model_path: str, options: Optional[RunOptions] = None, **fields
 
 def _open(model_path: str, options: RunOptions) -> Session:
     backend, device, cpu_model = options.backend, options.device, options.cpu_model
-    num_threads, reference_kernels, probe_timeout = options.threads, options.reference_kernels, options.probe_timeout
+    probe_timeout = options.probe_timeout
     model = read_model(model_path)
     tflite = load_tflite_runtime(options.tflite_runtime)
 
     if backend == "cpu":
         run_path, run_model = cpu_model_for(model_path, model, cpu_model)
-        session = _cpu_session(model_path, run_path, run_model, backend, tflite, num_threads, reference_kernels)
+        session = _cpu_session(model_path, run_path, run_model, tflite, options)
         session.backend_reason = "--backend cpu was requested"
         if run_path != model_path:
             session.backend_reason += "; %s is compiled for the Edge TPU, so its uncompiled twin %s ran instead" % (
@@ -259,13 +238,13 @@ def _open(model_path: str, options: RunOptions) -> Session:
                 % model_path,
             )
         target = require_edgetpu(model_path, device, runtime=tflite.name, timeout=probe_timeout)
-        session = _edgetpu_session(model_path, model, backend, tflite, target, device, num_threads)
+        session = _edgetpu_session(model_path, model, tflite, target, options)
         session.backend_reason = "--backend edgetpu was requested and Edge TPU %s loaded the model" % target.device.spec
         return session
 
     # auto
     if not model.compiled_for_edgetpu:
-        session = _cpu_session(model_path, model_path, model, backend, tflite, num_threads, reference_kernels)
+        session = _cpu_session(model_path, model_path, model, tflite, options)
         session.backend_reason = "%s is not compiled for the Edge TPU (no %s), so it runs on the CPU" % (
             model_path,
             EDGETPU_CUSTOM_OP,
@@ -273,13 +252,13 @@ def _open(model_path: str, options: RunOptions) -> Session:
         return session
     try:
         target = require_edgetpu(model_path, device, runtime=tflite.name, timeout=probe_timeout)
-        session = _edgetpu_session(model_path, model, backend, tflite, target, device, num_threads)
+        session = _edgetpu_session(model_path, model, tflite, target, options)
         session.backend_reason = "the model is compiled and Edge TPU %s loaded it" % target.device.spec
         return session
     except NoEdgeTpuError as exc:
         no_tpu, fix = "no usable Edge TPU (%s)" % str(exc).rstrip("."), exc.hint or None
     run_path, run_model = cpu_model_for(model_path, model, cpu_model, why=no_tpu)
-    session = _cpu_session(model_path, run_path, run_model, backend, tflite, num_threads, reference_kernels)
+    session = _cpu_session(model_path, run_path, run_model, tflite, options)
     session.fallback_reason = "%s; ran the uncompiled twin %s on the CPU instead" % (no_tpu, run_path)
     session.backend_reason = session.fallback_reason
     session.fallback_fix = fix
