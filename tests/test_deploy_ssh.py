@@ -24,6 +24,7 @@ from loopback_sshd import accepted_logins
 
 from edgepipe.deploy import SshTarget, build_bundle, deploy, deploy_bundle, load_bundle, parse_target
 from edgepipe.deploy.bundle import VERIFY_FAILED, VERIFY_SNIPPET
+from edgepipe.deploy.transport import Shipment
 from edgepipe.errors import DeployError, InputNotFoundError, TargetSpecError, TransportError
 from edgepipe.runtime.options import RunOptions
 
@@ -341,8 +342,8 @@ def test_a_bundle_that_fails_its_sha256_check_is_never_run_over_ssh(
     with target:
         model = bundle.models[0]
         argv = [sys.executable if a == "{python}" else a for a in model.commands["bench"]]
-        delivery = target.deliver(bundle.path, [sys.executable, "-c", "print(1)"],
-                                  [sys.executable, "-c", VERIFY_SNIPPET, bundle.sha256], first=argv)  # fmt: skip
+        verify = [sys.executable, "-c", VERIFY_SNIPPET, bundle.sha256]
+        delivery = target.deliver(Shipment(bundle.path, [sys.executable, "-c", "print(1)"], verify, first=argv))
         assert delivery.verify is not None and delivery.verify[0] == VERIFY_FAILED
         assert "models/%s" % COMPILED in delivery.verify[1] and delivery.first is None  # bench never ran
         target.remove(str(delivery.remote))

@@ -46,6 +46,7 @@ from .transport import (
     TOO_OLD,
     VERSION_SNIPPET,
     LocalTarget,
+    Shipment,
     SshTarget,
     Target,
     last_error_line,
@@ -388,9 +389,8 @@ def deploy_bundle(
                 verify = [target.interpreter, "-c", VERIFY_SNIPPET, bundle.sha256]
                 # Over SSH the first command rides along (one round trip less); "upload" then includes it.
                 first = steps[0][2] if steps else None
-                delivery = target.deliver(bundle.path, check, verify, first=first,
-                                          first_last=len(steps) == 1 and not keep,
-                                          timeout=deadline.left(CHECK_TIMEOUT_S + DEFAULT_TIMEOUT_S))  # fmt: skip
+                shipment = Shipment(bundle.path, check, verify, first=first, first_last=len(steps) == 1 and not keep)
+                delivery = target.deliver(shipment, timeout=deadline.left(CHECK_TIMEOUT_S + DEFAULT_TIMEOUT_S))
                 remote = delivery.remote
                 python_version = _python_version(target, *delivery.check)
                 assert remote is not None and delivery.verify is not None  # the check passed

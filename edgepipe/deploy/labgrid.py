@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..errors import DeployError, PlaceBusyError, TargetSpecError
-from .transport import DEFAULT_TIMEOUT_S, RunResult, SshTarget, TargetLifetime
+from .transport import DEFAULT_TIMEOUT_S, Delivery, RunResult, Shipment, SshTarget, TargetLifetime
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 CONNECT_TIMEOUT_S = 20.0
@@ -205,9 +205,8 @@ class LabgridTarget(TargetLifetime):
     def remove(self, remote: str) -> None:
         self._target().remove(remote)
 
-    def deliver(self, bundle: Any, check: List[str], verify: List[str], timeout: float = DEFAULT_TIMEOUT_S,
-                first: Optional[List[str]] = None, first_last: bool = False) -> Any:  # fmt: skip
-        return self._target().deliver(bundle, check, verify, timeout=timeout, first=first, first_last=first_last)
+    def deliver(self, shipment: Shipment, timeout: float = DEFAULT_TIMEOUT_S) -> Delivery:
+        return self._target().deliver(shipment, timeout=timeout)
 
     def run_last(self, argv: List[str], cwd: str, timeout: float = DEFAULT_TIMEOUT_S) -> RunResult:
         return self._target().run_last(argv, cwd, timeout=timeout)

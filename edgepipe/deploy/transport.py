@@ -53,6 +53,18 @@ TOO_OLD = 3  # VERSION_SNIPPET's exit code for a Python older than 3.7
 FIRST_MARK = "--- edgepipe: verified; first command follows ---"  # a line in `deliver`'s stdout
 
 
+class Shipment(NamedTuple):
+    """What `deliver` is asked to do: run `check` (argv); only when it exits 0 put `bundle` there and run
+    `verify` in it; `first` (with `first_last`: as `run_last`) is the command the caller runs next, which a
+    transport where a round trip costs (SSH) runs in the same one once `verify` exited 0."""
+
+    bundle: Path
+    check: List[str]
+    verify: List[str]
+    first: Optional[List[str]] = None
+    first_last: bool = False
+
+
 class Delivery(NamedTuple):
     """What `deliver` did: the Python check's result, then (when it passed) the folder and the verify's result,
     then the `first` command's result when the transport ran it in the same round trip (None: not run)."""
@@ -100,27 +112,15 @@ class TargetLifetime:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def deliver(
-        self,
-        bundle: Path,
-        check: List[str],
-        verify: List[str],
-        timeout: float = DEFAULT_TIMEOUT_S,
-        first: Optional[List[str]] = None,
-        first_last: bool = False,
-    ) -> Delivery:
-        """Run `check` (argv), and only when it exits 0 put `bundle` there and run `verify` in it.
-
-        `first` (with `first_last`: as `run_last`) is the command the caller runs next; a transport where a
-        round trip costs (SSH) runs it in the same one when `verify` exits 0. Here it is left to the caller.
-        """
+    def deliver(self, shipment: Shipment, timeout: float = DEFAULT_TIMEOUT_S) -> Delivery:
+        """The Python check, then the bundle put there and verified (see Shipment); `first` is left to the caller."""
         this: Any = self
-        checked = this.run(check, timeout=timeout)
+        checked = this.run(shipment.check, timeout=timeout)
         if checked[0] != 0:
             return Delivery(checked)
-        remote = this.put(bundle)
+        remote = this.put(shipment.bundle)
         try:
-            return Delivery(checked, remote, this.run(verify, cwd=remote, timeout=timeout))
+            return Delivery(checked, remote, this.run(shipment.verify, cwd=remote, timeout=timeout))
         except BaseException:  # the caller never learns `remote`: remove it here
             with shielded():
                 this.remove(remote)
@@ -490,29 +490,22 @@ class SshTarget(TargetLifetime):
             raise self._upload_failed(rc, stderr)
         return remote
 
-    def deliver(
-        self,
-        bundle: Path,
-        check: List[str],
-        verify: List[str],
-        timeout: float = DEFAULT_TIMEOUT_S,
-        first: Optional[List[str]] = None,
-        first_last: bool = False,
-    ) -> Delivery:
+    def deliver(self, shipment: Shipment, timeout: float = DEFAULT_TIMEOUT_S) -> Delivery:
         """One remote command: the Python check; only if it passes, mkdir + untar + verify in the new folder;
         only if verify exits 0, `first` there (one round trip less: ~0.1 s a session even when multiplexed).
 
         stdout is the check's line, then the folder's absolute path, then verify's output, then (verify passed)
         FIRST_MARK and first's output. Exit 97: the upload (mkdir/tar) failed.
         """
-        quoted = " ".join(shlex.quote(a) for a in check)
-        verify_cmd = " ".join(shlex.quote(a) for a in verify)
+        quoted = " ".join(shlex.quote(a) for a in shipment.check)
+        verify_cmd = " ".join(shlex.quote(a) for a in shipment.verify)
         folder = self._new_folder()
         command = "%s || exit $?\n{ %s; } || exit 97\n%s" % (quoted, self._put_command(folder), verify_cmd)
-        if first is not None:
-            then = 'if [ $rc -eq 0 ]; then cd / && rm -rf "$d"; fi;' if first_last else ""
-            command += " || exit $?\necho %s\n%s" % (shlex.quote(FIRST_MARK), self._run_command(first, '"$d"', then))
-        rc, stdout, stderr = self._upload(command, folder, bundle, timeout)
+        if shipment.first is not None:
+            then = 'if [ $rc -eq 0 ]; then cd / && rm -rf "$d"; fi;' if shipment.first_last else ""
+            first = self._run_command(shipment.first, '"$d"', then)
+            command += " || exit $?\necho %s\n%s" % (shlex.quote(FIRST_MARK), first)
+        rc, stdout, stderr = self._upload(command, folder, shipment.bundle, timeout)
         lines = stdout.splitlines()
         check_out = lines[0] + "\n" if lines else ""
         remote = lines[1].strip() if len(lines) > 1 and lines[1].startswith("/") else None
