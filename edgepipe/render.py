@@ -135,16 +135,18 @@ def io_text(t: dict) -> str:
 
 # --- help screens: a flag takes no value ------------------------------------------------------------
 # typer 0.29's rich help prints a type beside every option, flags too ("--json <bool>"), which reads as
-# if `--json true` were the way to use it (a usage error). Flags get no type column; the rest as typer has it.
+# if `--json true` were the way to use it (a usage error). typer 0.28 (pinned) shows flags bare; should
+# a 0.29-style typer be installed anyway, flags get no type column there either.
 
-_typer_type_label = TyperOption.display_type_rich
+_typer_type_label = getattr(TyperOption, "display_type_rich", None)
 
 
 def _type_label_unless_flag(self: TyperOption, ctx: Any) -> Optional[str]:
-    return None if self.is_flag else _typer_type_label(self, ctx)
+    return None if self.is_flag else _typer_type_label(self, ctx)  # type: ignore[misc]
 
 
-TyperOption.display_type_rich = _type_label_unless_flag  # type: ignore[method-assign]
+if _typer_type_label is not None:
+    TyperOption.display_type_rich = _type_label_unless_flag  # type: ignore[attr-defined]
 
 
 # --- convert, data ----------------------------------------------------------------------------------
