@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import IN_CI
+from conftest import need_module
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_TESTS = REPO / "device_tests"
@@ -225,13 +225,7 @@ def test_standin_usb_device_gets_its_own_lane_and_one_reenumeration(tmp_path: Pa
 
 def _need(module: str) -> object:
     """Import `module` (PyYAML, labgrid: the labgrid extra, which .ci/run installs); a skip here, a failure in CI."""
-    try:
-        return __import__(module)
-    except ImportError:
-        message = "%s missing: pip install 'edgepipe[labgrid]'" % module
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    return need_module(module, "pip install 'edgepipe[labgrid]'")
 
 
 def _yaml() -> object:

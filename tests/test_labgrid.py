@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
-from conftest import IN_CI, free_port
+from conftest import free_port, need_module
 
 from edgepipe.deploy import parse_target
 from edgepipe.errors import TargetSpecError
@@ -73,13 +73,7 @@ def test_every_accepted_form_parses() -> None:
 
 
 def _need_labgrid() -> None:
-    try:
-        import labgrid  # noqa: F401
-    except ImportError:
-        message = "labgrid not installed (pip install 'edgepipe[labgrid]'; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    need_module("labgrid", "pip install 'edgepipe[labgrid]'; .ci/run installs it")
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, what: str) -> None:

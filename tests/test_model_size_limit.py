@@ -8,6 +8,7 @@ process itself is never short of memory.
 
 from __future__ import annotations
 
+import resource  # POSIX (RLIMIT_AS), as the host side is: Linux and macOS
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,6 @@ from edgepipe.runtime import tflite_reader
 from edgepipe.runtime.errors import ModelFormatError
 from edgepipe.runtime.preflight import inspect_file, main_inspect
 from edgepipe.runtime.tflite_reader import MAX_MODEL_BYTES, read_model
-
-resource = pytest.importorskip("resource", reason="RLIMIT_AS needs a POSIX system")
 
 
 def _sparse(path: Path, size: int) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from conftest import IN_CI
+from conftest import missing
 
 from edgepipe.report import ReportFormatError, load_result, render_html, write_html_report
 
@@ -329,10 +329,7 @@ def test_format_error_is_a_typed_error() -> None:
 def chromium_binary() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        message = "chromium not installed (Debian: apt-get install chromium; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
     return found
 
 
