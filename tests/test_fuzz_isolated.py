@@ -25,7 +25,6 @@ from test_exit_codes import readme_exit_codes
 
 from edgepipe.errors import EdgepipeError
 from edgepipe.host_runner import bench_model
-from edgepipe.runtime.isolated import crash_signal
 from edgepipe.runtime.options import RunOptions
 from edgepipe.runtime.tflite_reader import read_model
 
@@ -88,7 +87,7 @@ def test_mutated_models_give_a_result_or_a_typed_error_on_both_runtimes(tmp_path
                 except EdgepipeError as exc:
                     line = exc.one_line()
                     assert exc.exit_code in codes and "\n" not in line, "%s on %s: %s" % (what, runtime, line)
-                    outcomes["%s: %s (exit %d)" % (runtime, crash_signal(str(exc)) or type(exc).__name__,
+                    outcomes["%s: %s (exit %d)" % (runtime, getattr(exc, "signal", None) or type(exc).__name__,
                                                    exc.exit_code)] += 1  # fmt: skip
                 else:
                     assert result.runs == 2, "%s on %s" % (what, runtime)

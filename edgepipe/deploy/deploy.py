@@ -37,7 +37,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 from .. import __version__
 from ..errors import DeployError, OutputWriteError, RemoteCommandError, TransportError
 from ..runtime.errors import InferenceError, Terminated
-from ..runtime.isolated import crash_signal
 from ..runtime.options import RunOptions
 from ..runtime.report import ResultHeader, header, read_error_envelope, to_jsonable, write_json_atomic
 from .bundle import PYTHON_PLACEHOLDER, VERIFY_FAILED, VERIFY_SNIPPET, Bundle, build_bundle
@@ -134,7 +133,7 @@ def _model_failure(step: str, rc: int, stdout: str) -> Optional[Dict[str, Any]]:
         return None
     message = " ".join(str(error.get("message")).split())
     return {"step": step, "type": error.get("type"), "message": message, "hint": error.get("hint"),
-            "exit_code": rc, "signal": crash_signal(message)}  # fmt: skip
+            "exit_code": rc, "signal": error.get("signal")}  # fmt: skip
 
 
 def _python_version(target: Target, rc: int, stdout: str, stderr: str) -> str:

@@ -81,7 +81,15 @@ class BackendError(EdgepipeError, exit_code=22):
 
 
 class InferenceError(EdgepipeError, exit_code=23):
-    """The interpreter failed to allocate or invoke (e.g. runtime too old for the model)."""
+    """The interpreter failed to allocate or invoke (e.g. runtime too old for the model). `signal` names the
+    signal when the TFLite runtime crashed on the model ("SIGSEGV"); it travels in the JSON error envelope."""
+
+    signal: Optional[str] = None
+
+    def __init__(self, message: str, hint: str = "", signal: Optional[str] = None) -> None:
+        super().__init__(message, hint)
+        if signal:
+            self.signal = signal
 
 
 class InvalidDeviceError(EdgepipeError, exit_code=24):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import signal
 import struct
 import sys
@@ -33,8 +32,6 @@ from .errors import EdgepipeError, InferenceError, Terminated
 
 ISOLATE_ENV = "EDGEPIPE_ISOLATE"
 CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
-CRASH_MESSAGE = "the TFLite runtime crashed (%s) on %s"  # signal name, model
-_CRASH_READ = re.compile(r"the TFLite runtime crashed \((SIG[A-Z]+)\) on ")
 _HEADER = struct.Struct("!Q")
 _PR_SET_PDEATHSIG = 1
 STOP_WAIT_S = 2.0  # after SIGTERM, before SIGKILL
@@ -154,9 +151,10 @@ def crash_error(model: str, status: int) -> EdgepipeError:
         name = signal_name(os.WTERMSIG(status))
         if name in CRASH_SIGNALS:
             return InferenceError(
-                CRASH_MESSAGE % (name, model),
+                "the TFLite runtime crashed (%s) on %s" % (name, model),
                 hint="The model is malformed or hits a bug of this runtime; check it with `edgepipe inspect`, "
                 "try another TFLite runtime (--runtime), or re-export it",
+                signal=name,
             )
         if name == "SIGKILL":
             return InferenceError(
@@ -166,12 +164,6 @@ def crash_error(model: str, status: int) -> EdgepipeError:
         return InferenceError("the process running %s was stopped by %s" % (model, name))
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
     return InferenceError("the process running %s exited with code %d without a result" % (model, code))
-
-
-def crash_signal(message: str) -> Optional[str]:
-    """The signal a `crash_error` message names ("SIGSEGV"), e.g. read back from a board's JSON error; else None."""
-    match = _CRASH_READ.search(message or "")
-    return match.group(1) if match else None
 
 
 def run_isolated(
@@ -242,7 +234,6 @@ __all__ = [
     "ISOLATE_ENV",
     "IsolatedBug",
     "crash_error",
-    "crash_signal",
     "isolation_enabled",
     "run_isolated",
     "signal_name",

@@ -40,16 +40,11 @@ def header(kind: str) -> Dict[str, Any]:
 
 def error_envelope(exc: EdgepipeError) -> Dict[str, Any]:
     """The JSON form of an error, printed on stdout so that a program reading it learns the error type too."""
-    return {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "kind": "error",
-        "error": {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "hint": exc.hint or None,
-            "exit_code": exc.exit_code,
-        },
-    }
+    error = {"type": type(exc).__name__, "message": str(exc), "hint": exc.hint or None, "exit_code": exc.exit_code}
+    signal = getattr(exc, "signal", None)  # InferenceError: the TFLite runtime crashed with it
+    if signal:
+        error["signal"] = signal
+    return {"schema_version": RESULT_SCHEMA_VERSION, "kind": "error", "error": error}
 
 
 def read_error_envelope(stdout: str) -> Optional[Dict[str, Any]]:
