@@ -12,16 +12,19 @@ and no logic that belongs to a stage or to rendering.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import signal
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, List, Optional, get_type_hints
+from typing import Annotated, Any, Callable, Iterator, List, Optional, get_type_hints
 
 import typer
 from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError  # typer (pinned 0.28) carries its own click
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperGroup
 
 from . import __version__
@@ -44,20 +47,6 @@ from .render import (
     show_suite,
 )
 from .runtime.errors import UsageError, error_line, exit_code_for, raise_terminated
-
-try:  # typer 0.2x carries its own click as typer._click; older typer uses the click package
-    from typer._click.exceptions import NoArgsIsHelpError
-    from typer._click.exceptions import UsageError as ClickUsageError
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import UsageError as ClickUsageError
-
-    try:
-        from click.exceptions import NoArgsIsHelpError
-    except ImportError:  # click < 8.2 prints the help of a bare group itself: nothing to let through
-
-        class NoArgsIsHelpError(ClickUsageError):  # type: ignore[no-redef]
-            pass
-
 from .runtime.options import (
     BACKEND_HELP,
     BACKENDS,
@@ -78,29 +67,36 @@ class OneLineUsageErrors(TyperGroup):
     typer's usage text and boxed panel. Bare `edgepipe` / `edgepipe suite` still print their help."""
 
     def parse_args(self, ctx: typer.Context, args: List[str]) -> List[str]:
-        try:
+        with _usage_errors_in_one_line():  # the top level's own options
             return super().parse_args(ctx, args)
-        except NoArgsIsHelpError:
-            raise
-        except ClickUsageError as exc:
-            raise _usage_exit(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
-        try:
+        with _usage_errors_in_one_line():  # a subcommand's name, its options and its own BadParameter
             return super().invoke(ctx)
-        except NoArgsIsHelpError:
-            raise
-        except ClickUsageError as exc:
-            raise _usage_exit(exc) from None
 
 
-def _usage_exit(exc: ClickUsageError) -> typer.Exit:
-    """Print `exc` as the one line of a UsageError (with where the help is) and return the exit to raise."""
-    where = exc.ctx.command_path if exc.ctx is not None else "edgepipe"
-    line = Text(error_line(UsageError(exc.format_message(), hint="See `%s --help`" % where)) or "")
-    line.stylize("bold red", 0, len("error:"))
+@contextlib.contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    """A click usage error inside becomes the one line of a UsageError (naming where the help is), exit 2."""
+    try:
+        yield
+    except NoArgsIsHelpError:  # a bare group: its help is the answer
+        raise
+    except ClickUsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "edgepipe"
+        raise _print_error(UsageError(exc.format_message(), hint="See `%s --help`" % where)) from None
+
+
+def _print_error(exc: BaseException) -> typer.Exit:
+    """Print `exc` as its one line on stderr and return the exit (its code) to raise.
+
+    The message may hold a user's file name or a compiler's words: a Text is printed literally, never
+    parsed as markup ("[/]nope.tflite", "model[int8].tflite")."""
+    line = Text(error_line(exc) or "")
+    if isinstance(exc, EdgepipeError):
+        line.stylize("bold red", 0, len("error:"))
     err.print(line, highlight=False)
-    return typer.Exit(exit_code_for(UsageError("")))
+    return typer.Exit(exit_code_for(exc))
 
 
 app = typer.Typer(
@@ -127,13 +123,7 @@ def handles_errors(fn: Callable) -> Callable:
         except (EdgepipeError, KeyboardInterrupt) as exc:
             if _state["debug"] and isinstance(exc, EdgepipeError):
                 traceback.print_exc()
-            # The message may hold a user's file name or a compiler's words: a Text is printed literally, never
-            # parsed as markup ("[/]nope.tflite", "model[int8].tflite").
-            line = Text(error_line(exc) or "")
-            if isinstance(exc, EdgepipeError):
-                line.stylize("bold red", 0, len("error:"))
-            err.print(line, highlight=False)
-            raise typer.Exit(exit_code_for(exc)) from None
+            raise _print_error(exc) from None
 
     return wrapper
 
@@ -200,7 +190,7 @@ def takes_run_options(
 
     They go where the command declares `options` (keyword-only): --backend and --device; with `every`,
     --cpu-model, --runtime and --threads; with `runs`, --runs and --warmup (these defaults). RunOptions checks
-    their values (a one-line error, exit 2); typer bounds would print a boxed one.
+    their values (a one-line error, exit 2), so their bounds are declared once, there, for both front doors.
     """
     declared = [
         ("backend", Annotated[Backend, typer.Option("--backend", help=_sentence(backend_help))], "auto"),
