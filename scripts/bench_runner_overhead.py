@@ -64,7 +64,7 @@ def main() -> int:
     options = RunOptions(backend="cpu", tflite_runtime=args.runtime, threads=args.threads, runs=args.runs,
                          warmup=args.warmup)  # fmt: skip
     # With one thread the interpreter opened here has no worker threads when bench_model forks.
-    session = open_session(args.model, backend="cpu", tflite_runtime=args.runtime, threads=args.threads)
+    session = open_session(args.model, options)
     benchmark(session, runs=args.warmup, warmup=args.warmup)  # sets bench's seeded inputs and warms caches
     runner_p50: List[float] = []
     bare_p50: List[float] = []

@@ -58,8 +58,8 @@ def recorded_layout(model: Path) -> Optional[Dict[str, Any]]:
 
 def to_model_layout(model: Path, images: np.ndarray, shape: List[int]) -> Tuple[np.ndarray, Optional[str]]:
     """npy data for `model` (input `shape`), transposed when it was given in the ONNX model's layout that
-    convert recorded, with a sentence saying so; otherwise the data as it is and None. Eval on the host and
-    the deploy bundle's data shard both go through here, so the board sees what `edgepipe eval` sees."""
+    convert recorded, with a sentence saying so; otherwise the data as it is and None (host eval's npy: data;
+    a deploy bundle takes only labelled datasets, which edgepipe loads NHWC itself)."""
     source = recorded_layout(model)
     if source is None:
         return images, None
