@@ -69,7 +69,7 @@ def check_outcome(proc: subprocess.CompletedProcess, model: Path, runtime: str, 
     if envelope:
         error = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
         assert error["exit_code"] == 23 and error["type"] == "InferenceError"
-        assert error["message"] == CRASHED + str(model)
+        assert error["message"] == CRASHED + str(model) and error["signal"] == "SIGSEGV"  # deploy reads this field
     return None
 
 
